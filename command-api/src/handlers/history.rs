@@ -1,0 +1,172 @@
+//! `_history` at instance, type and system level: a page of positions from the history
+//! projection (after it has caught up with this request's view of the log), bodies from the log,
+//! returned as a `history` Bundle with a next link.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use bytes::Bytes;
+use event_log::{Event, Operation, StreamKey};
+use fhir_core::history::{HistoryQuery, HistoryScope};
+use fhir_core::instant::format_instant;
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use super::{check_type, instance_key, FhirPath};
+use crate::error::{ApiError, ApiResult};
+use crate::negotiate::RequestContext;
+use crate::respond::{fhir_json_response, prettify};
+use crate::state::AppState;
+
+pub async fn system_history(State(state): State<Arc<AppState>>, context: RequestContext) -> ApiResult<Response> {
+    history(&state, &context, HistoryScope::System, "_history".into()).await
+}
+
+pub async fn type_history(
+    State(state): State<Arc<AppState>>,
+    FhirPath(resource_type): FhirPath<String>,
+    context: RequestContext,
+) -> ApiResult<Response> {
+    check_type(&resource_type)?;
+    let path = format!("{resource_type}/_history");
+    history(&state, &context, HistoryScope::Type(resource_type), path).await
+}
+
+pub async fn instance_history(
+    State(state): State<Arc<AppState>>,
+    FhirPath((resource_type, id)): FhirPath<(String, String)>,
+    context: RequestContext,
+) -> ApiResult<Response> {
+    let key = instance_key(&context.tenant, &resource_type, &id)?;
+    if state.log.read_latest(&key).await?.is_none() {
+        return Err(ApiError::NotFound(format!("{resource_type}/{id} is not known")));
+    }
+    let path = format!("{resource_type}/{id}/_history");
+    history(&state, &context, HistoryScope::Instance(resource_type, id), path).await
+}
+
+async fn history(state: &AppState, context: &RequestContext, scope: HistoryScope, path: String) -> ApiResult<Response> {
+    let query = HistoryQuery::parse(scope, &context.params).map_err(|issue| ApiError::BadRequest(vec![issue]))?;
+    // Read-your-writes: everything committed before this request is in the answer.
+    let head = state.log.head().await?;
+    if !state.history.wait_for(head, state.config.history_wait).await {
+        tracing::warn!(head, "history projection is behind the log; answering from what it has");
+    }
+    let page = state.history.history(&context.tenant, &query).await.map_err(ApiError::Internal)?;
+    let events = state.log.read_positions(&page.positions).await?;
+    let self_link = link(context, &path, None);
+    let next_link = page.next_before.map(|before| link(context, &path, Some(before)));
+    let mut body = history_bundle(&context.base_url, &events, self_link, next_link)?;
+    if context.pretty {
+        body = prettify(body);
+    }
+    Ok(fhir_json_response(StatusCode::OK, body))
+}
+
+/// The URL of this page (no cursor) or of the page before `before`, keeping the other parameters.
+fn link(context: &RequestContext, path: &str, before: Option<u64>) -> String {
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    for (name, value) in context.params.iter().filter(|(name, _)| name != "_before") {
+        query.append_pair(name, value);
+    }
+    if let Some(before) = before {
+        query.append_pair("_before", &before.to_string());
+    }
+    let query = query.finish();
+    if query.is_empty() {
+        format!("{}/{path}", context.base_url)
+    } else {
+        format!("{}/{path}?{query}", context.base_url)
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Bundle<'a> {
+    resource_type: &'static str,
+    id: String,
+    meta: Meta,
+    #[serde(rename = "type")]
+    bundle_type: &'static str,
+    link: Vec<Link>,
+    entry: Vec<Entry<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Meta {
+    last_updated: String,
+}
+
+#[derive(Serialize)]
+struct Link {
+    relation: &'static str,
+    url: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Entry<'a> {
+    full_url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resource: Option<&'a RawValue>,
+    request: EntryRequest,
+    response: EntryResponse,
+}
+
+#[derive(Serialize)]
+struct EntryRequest {
+    method: &'static str,
+    url: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct EntryResponse {
+    status: &'static str,
+    etag: String,
+    last_modified: String,
+}
+
+/// Serializes the Bundle with each stored body embedded as-is, without re-parsing it into a tree.
+fn history_bundle(base_url: &str, events: &[Event], self_link: String, next_link: Option<String>) -> ApiResult<Bytes> {
+    let mut link = vec![Link { relation: "self", url: self_link }];
+    if let Some(url) = next_link {
+        link.push(Link { relation: "next", url });
+    }
+    let mut entry = Vec::with_capacity(events.len());
+    for event in events {
+        let StreamKey { resource_type, id, .. } = &event.key;
+        let resource = if event.operation == Operation::Delete {
+            None
+        } else {
+            Some(serde_json::from_slice::<&RawValue>(&event.body).map_err(|_| ApiError::Internal("a stored body is not JSON".into()))?)
+        };
+        let (method, url, status) = match event.operation {
+            Operation::Create => ("POST", resource_type.clone(), "201 Created"),
+            Operation::Update => ("PUT", format!("{resource_type}/{id}"), "200 OK"),
+            Operation::Delete => ("DELETE", format!("{resource_type}/{id}"), "200 OK"),
+        };
+        entry.push(Entry {
+            full_url: format!("{base_url}/{resource_type}/{id}"),
+            resource,
+            request: EntryRequest { method, url },
+            response: EntryResponse {
+                status,
+                etag: format!("W/\"{}\"", event.version),
+                last_modified: format_instant(event.recorded_at),
+            },
+        });
+    }
+    let bundle = Bundle {
+        resource_type: "Bundle",
+        id: uuid::Uuid::new_v4().to_string(),
+        meta: Meta { last_updated: format_instant(fhir_core::instant::now()) },
+        bundle_type: "history",
+        link,
+        entry,
+    };
+    serde_json::to_vec(&bundle).map(Bytes::from).map_err(|error| ApiError::Internal(error.to_string()))
+}

@@ -1,0 +1,228 @@
+//! Instance interactions: read, vread, update (PUT), patch (JSON Patch) and delete.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::Response;
+use bytes::Bytes;
+use event_log::{Event, Operation};
+use fhir_core::summary::{select_elements, summarize, SummaryMode};
+use fhir_core::{operation_outcome, Issue, IssueType};
+use serde_json::Value;
+
+use super::{instance_key, FhirPath};
+use crate::error::{ApiError, ApiResult};
+use crate::negotiate::{read_body, BodyKind, PreferReturn, RequestContext};
+use crate::resource::{parse_resource, validate};
+use crate::respond::{fhir_json_response, parse_etag, prettify, with_version_headers};
+use crate::state::AppState;
+use crate::write::{write_with_retry, Plan, Written};
+
+pub async fn read(
+    State(state): State<Arc<AppState>>,
+    FhirPath((resource_type, id)): FhirPath<(String, String)>,
+    context: RequestContext,
+) -> ApiResult<Response> {
+    let key = instance_key(&context.tenant, &resource_type, &id)?;
+    let event = state
+        .log
+        .read_latest(&key)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("{resource_type}/{id} is not known")))?;
+    respond_with_version(&context, event, true)
+}
+
+pub async fn vread(
+    State(state): State<Arc<AppState>>,
+    FhirPath((resource_type, id, version)): FhirPath<(String, String, String)>,
+    context: RequestContext,
+) -> ApiResult<Response> {
+    let key = instance_key(&context.tenant, &resource_type, &id)?;
+    let not_found = || ApiError::NotFound(format!("{resource_type}/{id} has no version '{version}'"));
+    let number: u64 = version.parse().map_err(|_| not_found())?;
+    let event = state.log.read_version(&key, number).await?.ok_or_else(not_found)?;
+    respond_with_version(&context, event, false)
+}
+
+/// Answers a read or vread from a stored event, honouring conditional headers, `_summary`,
+/// `_elements` and `_pretty`.
+fn respond_with_version(context: &RequestContext, event: Event, conditional: bool) -> ApiResult<Response> {
+    if event.operation == Operation::Delete {
+        return Err(ApiError::Gone { version: event.version, deleted_at: event.recorded_at });
+    }
+    if conditional && not_modified(context, &event)? {
+        let mut response = Response::new(Body::empty());
+        *response.status_mut() = StatusCode::NOT_MODIFIED;
+        return Ok(with_version_headers(response, event.version, event.recorded_at));
+    }
+    let mut body = view(context, event.body)?;
+    if context.pretty {
+        body = prettify(body);
+    }
+    Ok(with_version_headers(fhir_json_response(StatusCode::OK, body), event.version, event.recorded_at))
+}
+
+fn not_modified(context: &RequestContext, event: &Event) -> ApiResult<bool> {
+    if let Some(tags) = context.header(header::IF_NONE_MATCH)? {
+        return Ok(tags.split(',').any(|tag| tag.trim() == "*" || parse_etag(tag) == Some(event.version)));
+    }
+    if let Some(since) = context.header(header::IF_MODIFIED_SINCE)? {
+        let since = fhir_core::instant::parse_http_date(since)
+            .ok_or_else(|| ApiError::invalid("If-Modified-Since must be an HTTP-date such as 'Tue, 02 Jan 2024 03:04:05 GMT'"))?;
+        // HTTP dates have whole seconds; compare at that precision.
+        return Ok(event.recorded_at.unix_timestamp() <= since.unix_timestamp());
+    }
+    Ok(false)
+}
+
+/// Applies `_summary` / `_elements` to a stored body; returns it untouched when neither is asked.
+fn view(context: &RequestContext, body: Bytes) -> ApiResult<Bytes> {
+    let summary = context.param("_summary").map(|text| {
+        SummaryMode::parse(text).ok_or_else(|| ApiError::invalid("_summary must be one of true, text, data, count, false"))
+    });
+    let summary = summary.transpose()?;
+    if summary == Some(SummaryMode::Count) {
+        return Err(ApiError::invalid("_summary=count applies to searches, not to a read"));
+    }
+    let elements = context.param("_elements");
+    if summary.is_none() && elements.is_none() {
+        return Ok(body);
+    }
+    let resource: Value = serde_json::from_slice(&body).map_err(|_| ApiError::Internal("a stored body is not JSON".into()))?;
+    let resource = match summary {
+        Some(mode) => summarize(&resource, mode),
+        None => resource,
+    };
+    let resource = match elements {
+        Some(list) => {
+            let names: Vec<&str> = list.split(',').map(str::trim).filter(|name| !name.is_empty()).collect();
+            select_elements(&resource, &names)
+        }
+        None => resource,
+    };
+    serde_json::to_vec(&resource).map(Bytes::from).map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+fn if_match(context: &RequestContext) -> ApiResult<Option<u64>> {
+    context
+        .header(header::IF_MATCH)?
+        .map(|tag| parse_etag(tag).ok_or_else(|| ApiError::invalid("If-Match must be an ETag such as W/\"3\"")))
+        .transpose()
+}
+
+pub async fn update(
+    State(state): State<Arc<AppState>>,
+    FhirPath((resource_type, id)): FhirPath<(String, String)>,
+    context: RequestContext,
+    body: Body,
+) -> ApiResult<Response> {
+    let key = instance_key(&context.tenant, &resource_type, &id)?;
+    let body = read_body(&state, &context.headers, body, BodyKind::Resource).await?;
+    let resource = parse_resource(&body, &resource_type)?;
+    match resource.get("id") {
+        Some(Value::String(body_id)) if *body_id == id => {}
+        Some(_) => return Err(ApiError::BadRequest(vec![Issue::error(IssueType::Invalid, "the id in the body does not match the id in the URL").at("id")])),
+        None => return Err(ApiError::BadRequest(vec![Issue::error(IssueType::Required, "an update must carry the resource id in the body").at("id")])),
+    }
+    validate(&resource, false)?;
+    let update_create = state.config.update_create;
+    let written = write_with_retry(&state, &key, if_match(&context)?, |latest| {
+        if latest.is_none() && !update_create {
+            return Err(ApiError::MethodNotAllowed("this server does not let PUT create resources with client-chosen ids".into()));
+        }
+        Ok(Plan::Put(resource.clone()))
+    })
+    .await?;
+    Ok(write_response(&context, &resource_type, &id, written))
+}
+
+pub async fn patch(
+    State(state): State<Arc<AppState>>,
+    FhirPath((resource_type, id)): FhirPath<(String, String)>,
+    context: RequestContext,
+    body: Body,
+) -> ApiResult<Response> {
+    let key = instance_key(&context.tenant, &resource_type, &id)?;
+    let body = read_body(&state, &context.headers, body, BodyKind::JsonPatch).await?;
+    let patch: json_patch::Patch = serde_json::from_slice(&body)
+        .map_err(|_| ApiError::invalid("the body is not a valid JSON Patch document (RFC 6902)"))?;
+    let written = write_with_retry(&state, &key, if_match(&context)?, |latest| {
+        let current = match latest {
+            None => return Err(ApiError::NotFound(format!("{resource_type}/{id} is not known"))),
+            Some(event) if event.operation == Operation::Delete => {
+                return Err(ApiError::Gone { version: event.version, deleted_at: event.recorded_at })
+            }
+            Some(event) => event,
+        };
+        let mut document: Value =
+            serde_json::from_slice(&current.body).map_err(|_| ApiError::Internal("a stored body is not JSON".into()))?;
+        json_patch::patch(&mut document, &patch).map_err(|error| {
+            ApiError::Unprocessable(vec![Issue::error(IssueType::Processing, format!("the patch cannot be applied: {error}"))])
+        })?;
+        let Value::Object(patched) = document else {
+            return Err(ApiError::Unprocessable(vec![Issue::error(IssueType::Processing, "the patch must leave a JSON object")]));
+        };
+        if patched.get("resourceType").and_then(Value::as_str) != Some(resource_type.as_str())
+            || patched.get("id").and_then(Value::as_str) != Some(id.as_str())
+        {
+            return Err(ApiError::Unprocessable(vec![Issue::error(IssueType::BusinessRule, "a patch may not change resourceType or id")]));
+        }
+        validate(&patched, true)?;
+        Ok(Plan::Put(patched))
+    })
+    .await?;
+    Ok(write_response(&context, &resource_type, &id, written))
+}
+
+pub async fn delete(
+    State(state): State<Arc<AppState>>,
+    FhirPath((resource_type, id)): FhirPath<(String, String)>,
+    context: RequestContext,
+) -> ApiResult<Response> {
+    let key = instance_key(&context.tenant, &resource_type, &id)?;
+    let written = write_with_retry(&state, &key, if_match(&context)?, |latest| match latest {
+        None => Err(ApiError::NotFound(format!("{resource_type}/{id} is not known"))),
+        Some(event) if event.operation == Operation::Delete => Ok(Plan::Nothing),
+        Some(_) => Ok(Plan::Delete),
+    })
+    .await?;
+    let message = match written.operation {
+        Some(_) => format!("deleted {resource_type}/{id} (version {})", written.version),
+        None => format!("{resource_type}/{id} was already deleted"),
+    };
+    let body = serde_json::to_vec(&operation_outcome(&[Issue::information(message)])).unwrap_or_default();
+    let response = fhir_json_response(StatusCode::OK, body.into());
+    Ok(with_version_headers(response, written.version, written.recorded_at))
+}
+
+/// The response to a create or update: 201 with `Location` when the resource is new, else 200;
+/// the body as `Prefer: return=` asks.
+pub fn write_response(context: &RequestContext, resource_type: &str, id: &str, written: Written) -> Response {
+    let status = if written.created { StatusCode::CREATED } else { StatusCode::OK };
+    let body = match context.prefer_return {
+        PreferReturn::Minimal => Bytes::new(),
+        PreferReturn::Representation if context.pretty => prettify(written.body),
+        PreferReturn::Representation => written.body,
+        PreferReturn::OperationOutcome => {
+            let verb = if written.created { "created" } else { "updated" };
+            let message = format!("{verb} {resource_type}/{id} (version {})", written.version);
+            serde_json::to_vec(&operation_outcome(&[Issue::information(message)])).unwrap_or_default().into()
+        }
+    };
+    let mut response = if body.is_empty() {
+        let mut response = Response::new(Body::empty());
+        *response.status_mut() = status;
+        response
+    } else {
+        fhir_json_response(status, body)
+    };
+    if written.created {
+        let location = format!("{}/{resource_type}/{id}/_history/{}", context.base_url, written.version);
+        if let Ok(value) = HeaderValue::from_str(&location) {
+            response.headers_mut().insert(header::LOCATION, value);
+        }
+    }
+    with_version_headers(response, written.version, written.recorded_at)
+}

@@ -1,0 +1,93 @@
+//! Type-level interactions: create, `$validate`, and the interactions later issues add
+//! (search, batch/transaction), which answer 501 until then.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use event_log::{ExpectedVersion, Operation, StreamKey};
+use fhir_core::{operation_outcome, Issue, IssueType};
+use serde_json::Value;
+
+use super::{check_type, instance::write_response, FhirPath};
+use crate::error::{ApiError, ApiResult};
+use crate::negotiate::{read_body, BodyKind, RequestContext};
+use crate::resource::{parse_json, parse_resource, validate};
+use crate::respond::{fhir_json_response, prettify};
+use crate::state::AppState;
+use crate::write::append_one;
+
+pub async fn create(
+    State(state): State<Arc<AppState>>,
+    FhirPath(resource_type): FhirPath<String>,
+    context: RequestContext,
+    body: Body,
+) -> ApiResult<Response> {
+    check_type(&resource_type)?;
+    let body = read_body(&state, &context.headers, body, BodyKind::Resource).await?;
+    let resource = parse_resource(&body, &resource_type)?;
+    validate(&resource, false)?;
+    // The server assigns the id; one in the body is ignored, as the specification says.
+    let id = uuid::Uuid::new_v4().to_string();
+    let key = StreamKey::new(&context.tenant, &resource_type, &id);
+    let written = append_one(&state, &key, ExpectedVersion::NoStream, Operation::Create, Some(resource)).await?;
+    Ok(write_response(&context, &resource_type, &id, written))
+}
+
+/// `POST [base]/[type]/$[operation]`: the route shares its shape with `POST [type]/[id]`, which
+/// is not an interaction, so anything but a known operation is 405.
+pub async fn operation(
+    State(state): State<Arc<AppState>>,
+    FhirPath((resource_type, operation)): FhirPath<(String, String)>,
+    context: RequestContext,
+    body: Body,
+) -> ApiResult<Response> {
+    check_type(&resource_type)?;
+    match operation.as_str() {
+        "$validate" => validate_operation(&state, &resource_type, &context, body).await,
+        name if name.starts_with('$') => Err(ApiError::NotFound(format!("operation {name} is not supported on {resource_type}"))),
+        _ => Err(ApiError::MethodNotAllowed("POST is not allowed on a resource instance; use PUT to update".into())),
+    }
+}
+
+/// `$validate`: 200 with an OperationOutcome listing every issue (or "All OK"), whether or not the
+/// resource is valid. The body is the resource itself or a Parameters resource with a `resource`.
+async fn validate_operation(state: &AppState, resource_type: &str, context: &RequestContext, body: Body) -> ApiResult<Response> {
+    let body = read_body(state, &context.headers, body, BodyKind::Resource).await?;
+    let value = parse_json(&body)?;
+    let resource = if value.get("resourceType").and_then(Value::as_str) == Some("Parameters") && resource_type != "Parameters" {
+        value
+            .get("parameter")
+            .and_then(Value::as_array)
+            .and_then(|parameters| parameters.iter().find(|p| p.get("name").and_then(Value::as_str) == Some("resource")))
+            .and_then(|parameter| parameter.get("resource"))
+            .cloned()
+            .ok_or_else(|| ApiError::invalid("the Parameters resource has no 'resource' parameter"))?
+    } else {
+        value
+    };
+    let issues = match resource.get("resourceType").and_then(Value::as_str) {
+        Some(found) if found != resource_type => vec![Issue::error(
+            IssueType::Invalid,
+            format!("resourceType '{found}' does not match the type in the URL ({resource_type})"),
+        )
+        .at("resourceType")],
+        _ => fhir_core::validation::validate_resource(&resource),
+    };
+    let mut body = serde_json::to_vec(&operation_outcome(&issues)).unwrap_or_default().into();
+    if context.pretty {
+        body = prettify(body);
+    }
+    Ok(fhir_json_response(StatusCode::OK, body))
+}
+
+pub async fn search(FhirPath(resource_type): FhirPath<String>) -> ApiResult<Response> {
+    check_type(&resource_type)?;
+    Err(ApiError::NotImplemented("search is not implemented yet on this server".into()))
+}
+
+pub async fn bundle() -> ApiResult<Response> {
+    Err(ApiError::NotImplemented("batch and transaction bundles are not implemented yet on this server".into()))
+}

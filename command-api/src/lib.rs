@@ -1,0 +1,37 @@
+//! The FHIR REST API (axum). Writes (create, update, patch, delete) are validated, turned into
+//! resource-version events and appended to the log with optimistic concurrency; reads and vreads
+//! are answered from the log itself, so a client always reads its own writes; `_history` comes
+//! from the history projection, after waiting (bounded) for it to catch up.
+//!
+//! Layout:
+//! - [`state`]: shared state, settings, and the read-model ports the binary wires in.
+//! - [`negotiate`]: query parameters, formats, `Prefer`, body media type and size.
+//! - [`resource`]: parse, validate and stamp request resources.
+//! - [`write`]: the optimistic write path with retries.
+//! - [`handlers`]: the routes and one file per family of interactions.
+//! - [`respond`] and [`error`]: response building, and the one place errors become statuses.
+
+pub mod error;
+pub mod handlers;
+pub mod negotiate;
+pub mod resource;
+pub mod respond;
+pub mod state;
+pub mod write;
+
+use std::sync::Arc;
+
+use axum::Router;
+use tower_http::catch_panic::CatchPanicLayer;
+
+pub use error::ApiError;
+pub use state::{ApiConfig, AppState, HistoryIndex};
+
+/// Builds the API's router for the given log, history read model and settings.
+pub fn router(log: Arc<dyn event_log::EventLog>, history: Arc<dyn HistoryIndex>, config: ApiConfig) -> Router {
+    let capability_statement = handlers::capability_statement(&config);
+    let state = Arc::new(AppState { log, history, config, capability_statement });
+    handlers::routes(state).layer(CatchPanicLayer::custom(|_| {
+        axum::response::IntoResponse::into_response(ApiError::Internal("a request handler panicked".into()))
+    }))
+}

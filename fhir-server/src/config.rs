@@ -1,0 +1,104 @@
+//! The server's configuration: one struct with defaults, overridden by a TOML file, then by
+//! `FHIR_SERVER_*` environment variables, then by command-line flags. Unknown keys are rejected.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address to listen on. Loopback by default: there is no authentication yet.
+    pub listen: SocketAddr,
+    /// Directory holding the event log and the projections.
+    pub data_dir: PathBuf,
+    /// Path prefix of the FHIR API; empty to serve at the root.
+    pub base_path: String,
+    /// Absolute base URL used in `Location` and `fullUrl`, when the server sits behind a proxy.
+    pub public_base_url: Option<String>,
+    /// Largest accepted request body in bytes (larger ones get 413).
+    pub max_body_bytes: usize,
+    /// Whether PUT may create a resource with a client-chosen id.
+    pub update_create: bool,
+    /// `full` fsyncs every commit group (no acknowledged write is lost even on power failure);
+    /// `normal` survives a process crash but not a power failure.
+    pub sync: SyncMode,
+    /// Log line format: `text` or `json`.
+    pub log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncMode {
+    Full,
+    Normal,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./data"),
+            base_path: "/fhir".into(),
+            public_base_url: None,
+            max_body_bytes: 16 * 1024 * 1024,
+            update_create: true,
+            sync: SyncMode::Full,
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+impl Config {
+    /// Defaults, then the file (if given), then `FHIR_SERVER_*` variables.
+    pub fn load(file: Option<&std::path::Path>) -> Result<Self, Box<figment::Error>> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        figment
+            .merge(Env::prefixed("FHIR_SERVER_").ignore(&["config"]))
+            .extract()
+            .map_err(Box::new)
+    }
+
+    pub fn api_config(&self) -> command_api::ApiConfig {
+        command_api::ApiConfig {
+            base_path: self.base_path.trim_end_matches('/').to_string(),
+            public_base_url: self.public_base_url.clone().map(|url| url.trim_end_matches('/').to_string()),
+            max_body_bytes: self.max_body_bytes,
+            update_create: self.update_create,
+            ..command_api::ApiConfig::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_and_environment_override_defaults_and_unknown_keys_fail() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("server.toml", "listen = \"127.0.0.1:9999\"\nmax_body_bytes = 1000\n")?;
+            jail.set_env("FHIR_SERVER_MAX_BODY_BYTES", "2000");
+            let config = Config::load(Some(std::path::Path::new("server.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(config.listen.port(), 9999);
+            assert_eq!(config.max_body_bytes, 2000);
+            assert_eq!(config.base_path, "/fhir");
+            jail.create_file("bad.toml", "lisen = \"127.0.0.1:1\"\n")?;
+            assert!(Config::load(Some(std::path::Path::new("bad.toml"))).is_err());
+            Ok(())
+        });
+    }
+}

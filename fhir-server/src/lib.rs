@@ -1,0 +1,16 @@
+//! The `fhir-server` binary's library: configuration and the wiring of the event log, the
+//! projectors and the API into one process.
+//!
+//! Layout:
+//! - [`config`]: the one configuration struct (defaults, file, environment, flags).
+//! - [`serve`]: `run(config, listener, shutdown)`: open the log, start projectors, serve HTTP,
+//!   and shut down gracefully.
+//! - [`verify`]: walk the whole log and check every resource's hash chain.
+//! - [`history_index`]: the adapter from the history projector to the API's port.
+
+pub mod config;
+pub mod history_index;
+pub mod serve;
+pub mod verify;
+
+pub use config::Config;

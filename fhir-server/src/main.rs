@@ -1,0 +1,88 @@
+//! `fhir-server`: parse arguments, start logging, and run a command.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use fhir_server::config::{Config, LogFormat};
+
+#[derive(Parser)]
+#[command(name = "fhir-server", version, about = "An event-sourced FHIR R4 server")]
+struct Cli {
+    /// A TOML configuration file (also FHIR_SERVER_CONFIG).
+    #[arg(long, global = true, env = "FHIR_SERVER_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory (overrides the configuration).
+    #[arg(long, global = true)]
+    data: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the FHIR API (the default command).
+    Serve {
+        /// Address to listen on, e.g. 127.0.0.1:8080 (overrides the configuration).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+    },
+    /// Check every resource's hash chain in the event log; exits 1 if any event was tampered with.
+    Verify,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut config = match Config::load(cli.config.as_deref()) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("configuration error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(data) = cli.data {
+        config.data_dir = data;
+    }
+    let command = cli.command.unwrap_or(Command::Serve { listen: None });
+    if let Command::Serve { listen: Some(listen) } = &command {
+        config.listen = *listen;
+    }
+    init_tracing(config.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match command {
+            Command::Serve { .. } => {
+                let listener = tokio::net::TcpListener::bind(config.listen)
+                    .await
+                    .with_context(|| format!("cannot listen on {}", config.listen))?;
+                fhir_server::serve::run(config, listener, fhir_server::serve::shutdown_signal()).await?;
+                Ok(true)
+            }
+            Command::Verify => fhir_server::verify::run(&config).await,
+        }
+    });
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

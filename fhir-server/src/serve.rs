@@ -1,0 +1,77 @@
+//! One process serving the FHIR API in embedded mode: the SQLite event log, the history
+//! projector as a task, and the axum server. Shutdown stops accepting connections, lets in-flight
+//! requests finish (their writes commit), stops the projector, then closes the log.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::Context;
+use event_log::sqlite::{SqliteEventLog, SqliteOptions, Synchronous};
+use event_log::EventLog;
+use projector_history::HistoryStore;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::{Config, SyncMode};
+use crate::history_index::ProjectedHistory;
+
+/// File names inside the data directory.
+pub const LOG_FILE: &str = "events.db";
+pub const HISTORY_FILE: &str = "history.db";
+
+/// Opens the embedded event log in `config.data_dir`, creating the directory if needed.
+pub fn open_log(config: &Config) -> anyhow::Result<Arc<SqliteEventLog>> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create the data directory {}", config.data_dir.display()))?;
+    let synchronous = match config.sync {
+        SyncMode::Full => Synchronous::Full,
+        SyncMode::Normal => Synchronous::Normal,
+    };
+    let options = SqliteOptions { synchronous, ..SqliteOptions::default() };
+    let log = SqliteEventLog::open(&config.data_dir.join(LOG_FILE), options).context("cannot open the event log")?;
+    Ok(Arc::new(log))
+}
+
+/// Serves until `shutdown` completes, then drains and closes everything.
+pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    let log = open_log(&config)?;
+    let history = Arc::new(HistoryStore::open(&config.data_dir.join(HISTORY_FILE)).context("cannot open the history projection")?);
+    let (stop_projectors, projectors_stopped) = watch::channel(false);
+    let dyn_log: Arc<dyn EventLog> = log.clone();
+    let projector = tokio::spawn(projector_history::run(history.clone(), dyn_log.clone(), projectors_stopped));
+
+    let app = command_api::router(dyn_log, Arc::new(ProjectedHistory(history)), config.api_config());
+    let address = listener.local_addr().context("listener has no address")?;
+    tracing::info!(%address, base_path = %config.base_path, data_dir = %config.data_dir.display(), "fhir server listening");
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await.context("http server failed")?;
+
+    tracing::info!("http server stopped; stopping projectors");
+    let _ = stop_projectors.send(true);
+    let _ = projector.await;
+    log.close().await;
+    tracing::info!("event log closed");
+    Ok(())
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {}
+        _ = terminate => {}
+    }
+    tracing::info!("shutdown requested");
+}

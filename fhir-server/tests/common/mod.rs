@@ -1,0 +1,110 @@
+//! A real server on 127.0.0.1:0 over a temporary data directory, and a client for it.
+
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use fhir_server::Config;
+use serde_json::Value;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub struct TestServer {
+    /// The FHIR base URL, e.g. `http://127.0.0.1:41234/fhir`.
+    pub base: String,
+    pub client: reqwest::Client,
+    pub data: tempfile::TempDir,
+    shutdown: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
+        let data = tempfile::tempdir().expect("tempdir");
+        let mut config = Config { data_dir: data.path().to_path_buf(), sync: fhir_server::config::SyncMode::Normal, ..Config::default() };
+        adjust(&mut config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        let base = format!("http://{address}{}", config.base_path);
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        let handle = tokio::spawn(fhir_server::serve::run(config, listener, async move {
+            let _ = stopped.await;
+        }));
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client");
+        TestServer { base, client, data, shutdown: Some(shutdown), handle: Some(handle) }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}/{}", self.base, path.trim_start_matches('/'))
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.expect("request")
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .header("content-type", "application/fhir+json")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn put_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .put(self.url(path))
+            .header("content-type", "application/fhir+json")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Creates a resource and returns its JSON as stored.
+    pub async fn create(&self, resource: Value) -> Value {
+        let resource_type = resource["resourceType"].as_str().expect("resourceType").to_string();
+        let response = self.post_json(&resource_type, &resource).await;
+        assert_eq!(response.status(), 201, "create should succeed");
+        response.json().await.expect("json")
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(handle) = self.handle.take() {
+            handle.await.expect("server task").expect("server run");
+        }
+    }
+}
+
+/// The JSON body of a response, with its status checked first.
+pub async fn json_with_status(response: reqwest::Response, status: u16) -> Value {
+    let actual = response.status().as_u16();
+    let body = response.text().await.expect("body");
+    assert_eq!(actual, status, "unexpected status; body: {body}");
+    serde_json::from_str(&body).expect("JSON body")
+}
+
+/// Asserts an OperationOutcome with at least one issue of the given code.
+pub fn assert_outcome(body: &Value, code: &str) {
+    assert_eq!(body["resourceType"], "OperationOutcome", "expected an OperationOutcome: {body}");
+    let issues = body["issue"].as_array().expect("issues");
+    assert!(issues.iter().any(|issue| issue["code"] == code), "expected an issue with code {code}: {body}");
+}
+
+pub fn patient(family: &str) -> Value {
+    serde_json::json!({
+        "resourceType": "Patient",
+        "active": true,
+        "name": [{ "family": family, "given": ["Ada"] }],
+        "gender": "female",
+        "birthDate": "1990-01-02"
+    })
+}

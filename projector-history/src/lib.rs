@@ -1,0 +1,19 @@
+//! The history projector: tails the event log from a checkpoint and keeps, per tenant, the current
+//! state of every resource and the time-ordered list of every version, which answers instance,
+//! type and system `_history`.
+//!
+//! The projection stores log positions, not bodies: a history page is a list of positions that the
+//! caller reads from the log. Applying an event is idempotent (re-applying changes nothing, an older
+//! version never overwrites a newer one) and the checkpoint commits in the same transaction as the
+//! rows it covers, so a crash at any point resumes correctly. Deleting the projection's file and
+//! restarting rebuilds it by replay.
+//!
+//! Layout:
+//! - [`store`]: the SQLite read model (schema, apply, queries).
+//! - [`runner`]: the tail loop that feeds the store from the log.
+
+pub mod runner;
+pub mod store;
+
+pub use runner::run;
+pub use store::{CurrentState, HistoryStore, StoreError};
