@@ -46,12 +46,13 @@ EXPECTED_EXAMPLES = 719
 
 
 def read_package(path):
-    """Yields (file name, parsed resource) for every top-level JSON resource of the package."""
+    """Yields (file name, raw bytes, parsed resource) for every top-level JSON resource."""
     if os.path.isdir(path):
         for name in sorted(os.listdir(path)):
             if name.endswith(".json") and name != "package.json":
                 with open(os.path.join(path, name), "rb") as f:
-                    yield name, json.load(f)
+                    raw = f.read()
+                yield name, raw, json.loads(raw)
         return
     with tarfile.open(path, "r:gz") as tar:
         for member in sorted(tar.getmembers(), key=lambda m: m.name):
@@ -60,7 +61,8 @@ def read_package(path):
                 continue
             if parts[1] == "package.json":
                 continue
-            yield parts[1], json.load(tar.extractfile(member))
+            raw = tar.extractfile(member).read()
+            yield parts[1], raw, json.loads(raw)
 
 
 def ext_value(extensions, url):
@@ -188,7 +190,7 @@ def write_array(out, key, records, last=False):
 def definitions(package, out_path):
     sds, sps, value_sets, code_systems = [], [], {}, {}
     core_search_urls = set()
-    for name, res in read_package(package):
+    for name, _, res in read_package(package):
         rt = res.get("resourceType")
         if rt == "StructureDefinition":
             sds.append(res)
@@ -268,11 +270,11 @@ def definitions(package, out_path):
 def examples(package, dest):
     os.makedirs(dest, exist_ok=True)
     count = 0
-    for name, res in read_package(package):
+    for name, raw, res in read_package(package):
         if res.get("resourceType") in CONFORMANCE_TYPES:
             continue
-        with open(os.path.join(dest, name), "w", encoding="utf-8") as f:
-            json.dump(res, f, ensure_ascii=False, indent=1)
+        with open(os.path.join(dest, name), "wb") as f:
+            f.write(raw)
         count += 1
     if count != EXPECTED_EXAMPLES:
         raise SystemExit(f"expected {EXPECTED_EXAMPLES} example instances, found {count}")

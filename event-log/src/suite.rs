@@ -68,7 +68,12 @@ fn json_body(key: &StreamKey, note: &str) -> Bytes {
 }
 
 fn create(key: &StreamKey, note: &str) -> NewEvent {
-    NewEvent { key: key.clone(), expected: ExpectedVersion::NoStream, operation: Operation::Create, body: json_body(key, note) }
+    NewEvent {
+        key: key.clone(),
+        expected: ExpectedVersion::NoStream,
+        operation: Operation::Create,
+        body: json_body(key, note),
+    }
 }
 
 fn update(key: &StreamKey, after_version: u64, note: &str) -> NewEvent {
@@ -200,7 +205,8 @@ pub async fn multi_stream_append_is_atomic(log: Arc<dyn EventLog>) {
 pub async fn duplicate_stream_and_empty_append_are_rejected(log: Arc<dyn EventLog>) {
     let patient = key("t1", "Patient", "p1");
     let other = key("t1", "Patient", "p2");
-    let outcome = log.append(batch(vec![create(&patient, "one"), create(&other, "x"), update(&patient, 1, "two")])).await;
+    let outcome =
+        log.append(batch(vec![create(&patient, "one"), create(&other, "x"), update(&patient, 1, "two")])).await;
     match outcome {
         Err(LogError::DuplicateStream { key }) => assert_eq!(key, patient),
         other => panic!("expected DuplicateStream, got {other:?}"),
@@ -219,14 +225,20 @@ pub async fn duplicate_stream_and_empty_append_are_rejected(log: Arc<dyn EventLo
 pub async fn events_read_back_exactly(log: Arc<dyn EventLog>) {
     let patient = key("tenant-ü", "Patient", "p-1.2");
     let observation = key("tenant-ü", "Observation", "o1");
-    let odd_body = Bytes::from_static("{ \"resourceType\" : \"Patient\",\n \"name\": [{\"text\": \"Zoë 山田\"}] }\n".as_bytes());
+    let odd_body =
+        Bytes::from_static("{ \"resourceType\" : \"Patient\",\n \"name\": [{\"text\": \"Zoë 山田\"}] }\n".as_bytes());
     let recorded_at = datetime!(2024-02-29 23:59:59.123456789 +02:00);
     let first = AppendBatch {
         transaction_id: "tx-exact-1".to_owned(),
         actor: "Practitioner/42".to_owned(),
         recorded_at,
         events: vec![
-            NewEvent { key: patient.clone(), expected: ExpectedVersion::NoStream, operation: Operation::Create, body: odd_body.clone() },
+            NewEvent {
+                key: patient.clone(),
+                expected: ExpectedVersion::NoStream,
+                operation: Operation::Create,
+                body: odd_body.clone(),
+            },
             create(&observation, "o"),
         ],
     };
@@ -371,8 +383,12 @@ pub async fn hash_chain_is_valid_after_writes(log: Arc<dyn EventLog>) {
     for version in 4..7u64 {
         append_one(&*log, update(&keys[0], version, "extra")).await.unwrap();
     }
-    let deletion =
-        NewEvent { key: keys[1].clone(), expected: ExpectedVersion::Exactly(4), operation: Operation::Delete, body: Bytes::new() };
+    let deletion = NewEvent {
+        key: keys[1].clone(),
+        expected: ExpectedVersion::Exactly(4),
+        operation: Operation::Delete,
+        body: Bytes::new(),
+    };
     append_one(&*log, deletion).await.unwrap();
     let tenant_b = key("t2", "Patient", "p0");
     append_one(&*log, create(&tenant_b, "b")).await.unwrap();
@@ -450,7 +466,12 @@ pub async fn concurrent_updates_to_one_resource(log: Arc<dyn EventLog>) -> Conte
     assert_eq!(successes, final_version - 1, "every version after the first is one success");
     assert_eq!(stream.len() as u64, final_version);
     for event in &stream[1..] {
-        assert_eq!(wins_by_version.get(&event.version), Some(&event.body), "version {} holds its writer's body", event.version);
+        assert_eq!(
+            wins_by_version.get(&event.version),
+            Some(&event.body),
+            "version {} holds its writer's body",
+            event.version
+        );
     }
     verify_stream(&stream).unwrap();
     ContentionOutcome { successes, conflicts }
@@ -468,7 +489,8 @@ pub async fn concurrent_appends_to_different_streams(log: Arc<dyn EventLog>) -> 
         tasks.push(tokio::spawn(async move {
             let mut positions = Vec::new();
             for index in 0..APPENDS {
-                let appended = append_one(&*log, create(&key("t1", "Patient", &format!("c{task}-{index}")), "x")).await.unwrap();
+                let appended =
+                    append_one(&*log, create(&key("t1", "Patient", &format!("c{task}-{index}")), "x")).await.unwrap();
                 assert_eq!(appended.version, 1);
                 positions.push(appended.position);
             }
@@ -513,7 +535,10 @@ pub async fn watch_head_advances(log: Arc<dyn EventLog>) {
     let seen = tokio::time::timeout(PATIENCE, waiter).await.expect("watch_head did not advance").unwrap();
     assert!(seen > initial);
 
-    let second = log.append(batch(vec![create(&key("t1", "Patient", "w2"), "x"), create(&key("t1", "Patient", "w3"), "x")])).await.unwrap();
+    let second = log
+        .append(batch(vec![create(&key("t1", "Patient", "w2"), "x"), create(&key("t1", "Patient", "w3"), "x")]))
+        .await
+        .unwrap();
     let last = second.last().unwrap().position;
     tokio::time::timeout(PATIENCE, async {
         while *head.borrow_and_update() < last {

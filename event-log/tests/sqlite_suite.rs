@@ -116,8 +116,11 @@ async fn tampered_rows_are_reported() {
     let raw = raw_connection(&directory);
 
     // A changed body no longer matches its own hash; the chain after it still links.
-    raw.execute("UPDATE events SET body = ?1 WHERE position = ?2", (&b"{\"note\":\"forged\"}"[..], stream_a[1].position as i64))
-        .unwrap();
+    raw.execute(
+        "UPDATE events SET body = ?1 WHERE position = ?2",
+        (&b"{\"note\":\"forged\"}"[..], stream_a[1].position as i64),
+    )
+    .unwrap();
     let report = verify_log(&*log, |_| {}).await.unwrap();
     assert_eq!(report.breaks.len(), 1, "{report:?}");
     assert_eq!(report.breaks[0].position, stream_a[1].position);
@@ -138,7 +141,8 @@ async fn tampered_rows_are_reported() {
     let stream_b = log.read_stream(&patient("b")).await.unwrap();
     raw.execute("DELETE FROM events WHERE position = ?1", [stream_b[1].position as i64]).unwrap();
     let report = verify_log(&*log, |_| {}).await.unwrap();
-    let gaps: Vec<(u64, &BreakKind)> = report.breaks.iter().skip(1).map(|broken| (broken.position, &broken.kind)).collect();
+    let gaps: Vec<(u64, &BreakKind)> =
+        report.breaks.iter().skip(1).map(|broken| (broken.position, &broken.kind)).collect();
     assert_eq!(gaps, [(stream_b[2].position, &BreakKind::VersionGap { expected: 2 })], "{report:?}");
     assert_eq!(
         report.position_gaps,
@@ -241,7 +245,9 @@ async fn a_group_with_a_conflict_still_commits_the_others() {
                 let good = event(&patient(&format!("g{index}")), ExpectedVersion::NoStream, "x");
                 let bad = event(&patient("shared"), ExpectedVersion::NoStream, "dup");
                 let good_outcome = log.append(batch(vec![good])).await;
-                let bad_outcome = log.append(batch(vec![bad, event(&patient(&format!("h{index}")), ExpectedVersion::NoStream, "x")])).await;
+                let bad_outcome = log
+                    .append(batch(vec![bad, event(&patient(&format!("h{index}")), ExpectedVersion::NoStream, "x")]))
+                    .await;
                 (good_outcome.is_ok(), matches!(bad_outcome, Err(LogError::Conflict { .. })))
             })
         })

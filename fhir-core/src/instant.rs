@@ -71,8 +71,14 @@ pub fn parse_range(text: &str) -> Option<(OffsetDateTime, OffsetDateTime)> {
     };
     let mut fields = date_part.split('-');
     let year: i32 = parse_digits(fields.next()?, 4)?;
-    let month = fields.next().map(|m| parse_digits::<u8>(m, 2)).transpose()?;
-    let day = fields.next().map(|d| parse_digits::<u8>(d, 2)).transpose()?;
+    let month = match fields.next() {
+        Some(text) => Some(parse_digits::<u8>(text, 2)?),
+        None => None,
+    };
+    let day = match fields.next() {
+        Some(text) => Some(parse_digits::<u8>(text, 2)?),
+        None => None,
+    };
     if fields.next().is_some() || (day.is_some() && month.is_none()) {
         return None;
     }

@@ -6,6 +6,7 @@
 //!   compact data file generated from the official `hl7.fhir.r4.examples@4.0.1` package
 //!   (`scripts/gen-definitions`), so a build needs no network.
 //! - [`validation`]: validation of a resource against the StructureDefinitions.
+//! - [`fhirpath`]: FHIRPath evaluation over JSON resources, for search parameter expressions.
 //! - [`summary`]: `_summary` and `_elements` views of a resource.
 //! - [`instant`]: FHIR dates and instants as time ranges.
 //! - [`history`]: the typed `_history` query.
@@ -13,6 +14,12 @@
 pub mod history;
 pub mod instant;
 pub mod definitions;
+pub mod fhirpath;
 pub mod outcome;
+pub mod summary;
+pub mod validation;
 
+pub use definitions::r4;
 pub use outcome::{operation_outcome, Issue, IssueType, Severity};
+pub use summary::{select_elements, summarize, SummaryMode};
+pub use validation::{validate_as, validate_resource};

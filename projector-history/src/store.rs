@@ -73,10 +73,10 @@ impl HistoryStore {
         // The projection can always be rebuilt from the log, so it need not fsync every batch.
         writer.pragma_update(None, "synchronous", "NORMAL")?;
         writer.execute_batch(SCHEMA)?;
-        let checkpoint: u64 = writer
-            .query_row("SELECT position FROM checkpoint WHERE name = 'history'", [], |row| row.get(0))
+        let checkpoint = writer
+            .query_row("SELECT position FROM checkpoint WHERE name = 'history'", [], |row| row.get::<_, i64>(0))
             .optional()?
-            .unwrap_or(0);
+            .unwrap_or(0) as u64;
         let (checkpoint_tx, _) = watch::channel(checkpoint);
         Ok(Self {
             writer: Mutex::new(writer),

@@ -102,13 +102,15 @@ pub(crate) fn read_latest(connection: &Connection, key: &StreamKey) -> Result<Op
 pub(crate) fn read_from(connection: &Connection, after: u64, limit: usize) -> Result<Vec<Event>> {
     let Ok(after) = i64::try_from(after) else { return Ok(Vec::new()) };
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let mut statement = connection
-        .prepare_cached(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE position > ?1 ORDER BY position LIMIT ?2"))?;
+    let mut statement = connection.prepare_cached(&format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE position > ?1 ORDER BY position LIMIT ?2"
+    ))?;
     collect(&mut statement, (after, limit))
 }
 
 pub(crate) fn read_positions(connection: &Connection, positions: &[u64]) -> Result<Vec<Event>> {
-    let mut statement = connection.prepare_cached(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE position = ?1"))?;
+    let mut statement =
+        connection.prepare_cached(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE position = ?1"))?;
     let mut events = Vec::with_capacity(positions.len());
     for &position in positions {
         let Ok(position) = to_i64(position, "position") else { continue };

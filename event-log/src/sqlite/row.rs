@@ -19,9 +19,8 @@ pub(crate) fn to_i64(value: u64, what: &str) -> Result<i64> {
 
 /// Unix nanoseconds, the stored form of `recorded_at` (years 1677 to 2262).
 pub(crate) fn to_unix_nanos(instant: OffsetDateTime) -> Result<i64> {
-    i64::try_from(instant.unix_timestamp_nanos()).map_err(|_| {
-        LogError::Storage(format!("recorded_at {instant} is outside the years the event log can store"))
-    })
+    i64::try_from(instant.unix_timestamp_nanos())
+        .map_err(|_| LogError::Storage(format!("recorded_at {instant} is outside the years the event log can store")))
 }
 
 pub(crate) fn from_unix_nanos(nanos: i64) -> Result<OffsetDateTime> {
@@ -30,7 +29,9 @@ pub(crate) fn from_unix_nanos(nanos: i64) -> Result<OffsetDateTime> {
 }
 
 fn blob<'row>(row: &'row Row<'_>, index: usize) -> Result<&'row [u8]> {
-    row.get_ref(index)?.as_blob().map_err(|error| LogError::Storage(format!("corrupt event log: column {index}: {error}")))
+    row.get_ref(index)?
+        .as_blob()
+        .map_err(|error| LogError::Storage(format!("corrupt event log: column {index}: {error}")))
 }
 
 pub(crate) fn to_hash(bytes: &[u8], column: &str) -> Result<[u8; 32]> {

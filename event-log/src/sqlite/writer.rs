@@ -151,7 +151,11 @@ fn write_group(connection: &mut Connection, group: &[AppendRequest]) -> Result<W
 
 /// Checks every expected version of one request, then inserts its events. Writes nothing if a
 /// check or an insert fails.
-fn append_one(transaction: &mut Transaction<'_>, request: &AppendRequest, next_position: &mut i64) -> Result<Vec<Appended>> {
+fn append_one(
+    transaction: &mut Transaction<'_>,
+    request: &AppendRequest,
+    next_position: &mut i64,
+) -> Result<Vec<Appended>> {
     let links = request
         .batch
         .events

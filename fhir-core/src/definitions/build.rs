@@ -8,9 +8,9 @@
 use std::collections::HashMap;
 
 use super::data::{DataFile, ElementRecord};
+use super::fast_hash::FastMap;
 use super::model::{
-    Binding, ChildRef, ElementDef, ElementType, Max, Primitive, Structure, StructureId, TypeDef, TypeKind,
-    TypeTarget,
+    Binding, ChildRef, ElementDef, ElementType, Max, Primitive, Structure, StructureId, TypeDef, TypeKind, TypeTarget,
 };
 use super::value_set::ValueSet;
 use super::{Definitions, DefinitionsError};
@@ -47,15 +47,11 @@ pub(crate) fn build(data: DataFile) -> Result<Definitions, DefinitionsError> {
     for (name, def) in types.iter_mut() {
         def.structure = structure_by_path.get(name.as_str()).copied();
     }
-    let element_structure = *structure_by_path
-        .get("Element")
-        .ok_or_else(|| invalid("no structure for Element".into()))?;
+    let element_structure =
+        *structure_by_path.get("Element").ok_or_else(|| invalid("no structure for Element".into()))?;
 
-    let mut resource_types: Vec<String> = types
-        .values()
-        .filter(|t| t.kind == TypeKind::Resource && !t.is_abstract)
-        .map(|t| t.name.clone())
-        .collect();
+    let mut resource_types: Vec<String> =
+        types.values().filter(|t| t.kind == TypeKind::Resource && !t.is_abstract).map(|t| t.name.clone()).collect();
     resource_types.sort();
 
     let search_parameters = data.search_parameters;
@@ -78,15 +74,24 @@ pub(crate) fn build(data: DataFile) -> Result<Definitions, DefinitionsError> {
         search_by_type.insert(resource_type.clone(), indexes);
     }
 
-    let value_sets = data
+    let value_sets: Vec<ValueSet> = data
         .value_sets
         .into_iter()
         .map(|vs| {
             let reason = if vs.checkable { None } else { Some(vs.reason.unwrap_or_else(|| "not checkable".into())) };
             let include = vs.include.into_iter().map(|i| (i.system, i.codes)).collect();
-            (vs.url.clone(), ValueSet::new(vs.url, reason, include))
+            ValueSet::new(vs.url, reason, include)
         })
         .collect();
+    let value_set_index: HashMap<String, usize> =
+        value_sets.iter().enumerate().map(|(i, vs)| (vs.url.clone(), i)).collect();
+    for structure in &mut structures {
+        for element in &mut structure.elements {
+            if let Some(binding) = &mut element.binding {
+                binding.index = value_set_index.get(&binding.value_set).copied();
+            }
+        }
+    }
 
     Ok(Definitions {
         fhir_version: data.fhir_version,
@@ -99,6 +104,7 @@ pub(crate) fn build(data: DataFile) -> Result<Definitions, DefinitionsError> {
         search_parameters,
         search_by_type,
         value_sets,
+        value_set_index,
     })
 }
 
@@ -150,7 +156,7 @@ fn file_elements(types: &HashMap<String, TypeDef>, records: Vec<ElementRecord>) 
             is_summary: record.summary,
             is_modifier: record.modifier,
             content_reference: record.content_reference,
-            binding: record.binding.map(|b| Binding { value_set: b.value_set }),
+            binding: record.binding.map(|b| Binding { value_set: b.value_set, index: None }),
             profile: record.profile.clone(),
         };
         let elements = &mut structures[structure.0 as usize].elements;
@@ -160,9 +166,18 @@ fn file_elements(types: &HashMap<String, TypeDef>, records: Vec<ElementRecord>) 
     Ok((structures, by_path, raw))
 }
 
-fn new_structure(structures: &mut Vec<Structure>, by_path: &mut HashMap<String, StructureId>, path: &str) -> StructureId {
+fn new_structure(
+    structures: &mut Vec<Structure>,
+    by_path: &mut HashMap<String, StructureId>,
+    path: &str,
+) -> StructureId {
     let id = StructureId(structures.len() as u32);
-    structures.push(Structure { path: path.to_string(), elements: Vec::new(), children: HashMap::new() });
+    structures.push(Structure {
+        path: path.to_string(),
+        elements: Vec::new(),
+        children: FastMap::default(),
+        required: Vec::new(),
+    });
     by_path.insert(path.to_string(), id);
     id
 }
@@ -182,7 +197,11 @@ fn resolve_types(
             let target = *by_path
                 .get(reference.as_str())
                 .ok_or_else(|| invalid(format!("{path}: content reference to unknown {reference}")))?;
-            vec![ElementType { code: "BackboneElement".into(), suffix: String::new(), target: TypeTarget::Complex(target) }]
+            vec![ElementType {
+                code: "BackboneElement".into(),
+                suffix: String::new(),
+                target: TypeTarget::Complex(target),
+            }]
         } else {
             if codes.is_empty() {
                 return Err(invalid(format!("{path} has no type")));
@@ -242,7 +261,7 @@ fn choice_suffix(code: &str) -> String {
 }
 
 fn index_children(structure: &mut Structure) {
-    let mut children = HashMap::new();
+    let mut children = FastMap::default();
     for (i, element) in structure.elements.iter().enumerate() {
         if element.is_choice() {
             for (t, ty) in element.types.iter().enumerate() {
@@ -254,4 +273,6 @@ fn index_children(structure: &mut Structure) {
         }
     }
     structure.children = children;
+    structure.required =
+        (0..structure.elements.len() as u32).filter(|i| structure.elements[*i as usize].min > 0).collect();
 }

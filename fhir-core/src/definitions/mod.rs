@@ -14,6 +14,7 @@
 
 mod build;
 mod data;
+mod fast_hash;
 pub mod model;
 pub mod search;
 pub mod value_set;
@@ -25,8 +26,7 @@ use std::collections::HashMap;
 use std::sync::LazyLock;
 
 pub use model::{
-    Binding, ElementDef, ElementType, JsonType, Max, Primitive, Structure, StructureId, TypeDef, TypeKind,
-    TypeTarget,
+    Binding, ElementDef, ElementType, JsonType, Max, Primitive, Structure, StructureId, TypeDef, TypeKind, TypeTarget,
 };
 pub use search::{SearchParamType, SearchParameter, SearchParameterComponent};
 pub use value_set::ValueSet;
@@ -73,7 +73,8 @@ pub struct Definitions {
     primitive_regexes: HashMap<Primitive, String>,
     search_parameters: Vec<SearchParameter>,
     search_by_type: HashMap<String, Vec<usize>>,
-    value_sets: HashMap<String, ValueSet>,
+    value_sets: Vec<ValueSet>,
+    value_set_index: HashMap<String, usize>,
 }
 
 impl Definitions {
@@ -89,9 +90,7 @@ impl Definitions {
 
     /// Whether `name` is a concrete R4 resource type (not `Resource` or `DomainResource`).
     pub fn is_resource_type(&self, name: &str) -> bool {
-        self.types
-            .get(name)
-            .is_some_and(|t| t.kind == TypeKind::Resource && !t.is_abstract)
+        self.types.get(name).is_some_and(|t| t.kind == TypeKind::Resource && !t.is_abstract)
     }
 
     /// The concrete resource types, sorted.
@@ -113,6 +112,12 @@ impl Definitions {
     /// The element table of a resource or complex type.
     pub fn structure_of_type(&self, name: &str) -> Option<&Structure> {
         self.types.get(name)?.structure.map(|id| self.structure(id))
+    }
+
+    /// The element table of a resource, datatype or backbone element by path: `Patient`,
+    /// `Patient.contact`, `HumanName`.
+    pub fn structure_at(&self, path: &str) -> Option<&Structure> {
+        self.structure_by_path.get(path).map(|id| self.structure(*id))
     }
 
     /// The element table of a structure, e.g. one an element type's [`TypeTarget::Complex`]
@@ -194,7 +199,8 @@ impl Definitions {
 
     /// A value set used by a required binding, by canonical URL (without version).
     pub fn value_set(&self, url: &str) -> Option<&ValueSet> {
-        self.value_sets.get(url.split('|').next().unwrap_or(url))
+        let index = self.value_set_index.get(url.split('|').next().unwrap_or(url))?;
+        self.value_sets.get(*index)
     }
 
     /// Whether a bare code is in a required binding's value set; `None` when that cannot be
@@ -206,6 +212,11 @@ impl Definitions {
 
     /// The value sets of required bindings, checkable or not.
     pub fn value_sets(&self) -> impl Iterator<Item = &ValueSet> + '_ {
-        self.value_sets.values()
+        self.value_sets.iter()
+    }
+
+    /// The value set of a binding, without a lookup by URL.
+    pub fn binding_value_set(&self, binding: &Binding) -> Option<&ValueSet> {
+        self.value_sets.get(binding.index?)
     }
 }

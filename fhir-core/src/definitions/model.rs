@@ -4,7 +4,7 @@
 //! is a [`Structure`]: its elements and a table from JSON property name to element, in which
 //! each type of a choice element has its own entry (`valueQuantity`, `valueString`, ...).
 
-use std::collections::HashMap;
+use super::fast_hash::FastMap;
 
 /// `StructureDefinition.kind` of the types the server knows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -153,7 +153,10 @@ pub struct ElementType {
 /// A required binding of a `code` or `CodeableConcept` element.
 #[derive(Clone, Debug)]
 pub struct Binding {
+    /// Canonical URL, without version.
     pub value_set: String,
+    /// Index of the value set in the definitions, resolved once at load.
+    pub(crate) index: Option<usize>,
 }
 
 /// Maximum cardinality.
@@ -243,7 +246,9 @@ pub struct Structure {
     /// `Patient`, `Patient.contact`, `HumanName`.
     pub path: String,
     pub elements: Vec<ElementDef>,
-    pub(crate) children: HashMap<Box<str>, ChildRef>,
+    pub(crate) children: FastMap<Box<str>, ChildRef>,
+    /// Indexes of the elements with min > 0.
+    pub(crate) required: Vec<u32>,
 }
 
 impl Structure {
@@ -262,5 +267,10 @@ impl Structure {
     /// The element whose FHIRPath name is `name` (`value` finds `value[x]`).
     pub fn element_named(&self, name: &str) -> Option<&ElementDef> {
         self.elements.iter().find(|e| e.base_name() == name)
+    }
+
+    /// The elements with a minimum cardinality above zero.
+    pub fn required_elements(&self) -> impl Iterator<Item = &ElementDef> + '_ {
+        self.required.iter().map(|i| &self.elements[*i as usize])
     }
 }

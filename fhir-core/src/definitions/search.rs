@@ -68,8 +68,8 @@ impl SearchParameter {
     /// Whether this parameter applies to resources of `resource_type`, given whether that type
     /// is a DomainResource.
     pub(crate) fn applies_to(&self, resource_type: &str, is_domain_resource: bool) -> bool {
-        self.base.iter().any(|base| {
-            base == resource_type || base == "Resource" || (base == "DomainResource" && is_domain_resource)
-        })
+        self.base
+            .iter()
+            .any(|base| base == resource_type || base == "Resource" || (base == "DomainResource" && is_domain_resource))
     }
 }

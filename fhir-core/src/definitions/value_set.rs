@@ -1,6 +1,6 @@
 //! Expanded value sets of the required bindings, for code membership checks.
 
-use std::collections::{HashMap, HashSet};
+use super::fast_hash::{FastMap, FastSet};
 
 /// A value set used by a required binding of an R4 element.
 #[derive(Clone, Debug)]
@@ -9,12 +9,12 @@ pub struct ValueSet {
     /// Why the codes are unknown, when they could not be computed from the package (codes from
     /// external systems such as UCUM, BCP-13 or ISO 4217). Such a value set is not checked.
     pub not_checkable_reason: Option<String>,
-    by_system: HashMap<String, HashSet<String>>,
+    by_system: FastMap<String, FastSet<String>>,
 }
 
 impl ValueSet {
     pub(crate) fn new(url: String, not_checkable_reason: Option<String>, include: Vec<(String, Vec<String>)>) -> Self {
-        let mut by_system: HashMap<String, HashSet<String>> = HashMap::new();
+        let mut by_system: FastMap<String, FastSet<String>> = FastMap::default();
         for (system, codes) in include {
             by_system.entry(system).or_default().extend(codes);
         }
@@ -43,7 +43,7 @@ impl ValueSet {
 
     /// Number of codes in the expansion.
     pub fn len(&self) -> usize {
-        self.by_system.values().map(HashSet::len).sum()
+        self.by_system.values().map(FastSet::len).sum()
     }
 
     pub fn is_empty(&self) -> bool {

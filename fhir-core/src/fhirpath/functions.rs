@@ -1,0 +1,235 @@
+//! The function library: filtering and projection, existence, subsetting, combining, tree
+//! navigation and utilities. String functions are in `strings`, the FHIR-specific ones
+//! (`extension`, `resolve`, `memberOf`) in `fhir`.
+//!
+//! Arguments of `where`, `select`, `repeat`, `all` and `exists` are evaluated once per input
+//! item with that item as `$this`; other arguments are evaluated once, in the caller's focus.
+
+use std::collections::HashSet;
+
+use serde_json::Value;
+
+use super::ast::{Call, Expr, Function};
+use super::error::FhirPathError;
+use super::eval::{
+    boolean_collection, eval, invalid, push_distinct, same_item, singleton, to_boolean, Collection, Env, Focus,
+};
+use super::item::{Item, ItemType, ItemValue, SystemType};
+use super::{fhir, navigate, strings};
+
+/// The most items `repeat()`/`descendants()` may collect: above the node count of any
+/// resource the server accepts, low enough to stop a runaway `repeat` over computed values.
+const REPEAT_LIMIT: usize = 1_000_000;
+
+pub(crate) fn call<'a>(
+    call: &Call,
+    target: &Expr,
+    env: &Env<'a>,
+    focus: Focus<'_, 'a>,
+) -> Result<Collection<'a>, FhirPathError> {
+    let input = eval(target, env, focus)?;
+    let argument = |i: usize| -> Result<Collection<'a>, FhirPathError> {
+        match call.args.get(i) {
+            Some(arg) => eval(arg, env, focus),
+            None => Ok(Vec::new()),
+        }
+    };
+    let name = call.function.name();
+    match call.function {
+        Function::Where => {
+            let mut out = Vec::new();
+            for (i, item) in input.into_iter().enumerate() {
+                if criterion(&call.args[0], env, &item, i, name)? == Some(true) {
+                    out.push(item);
+                }
+            }
+            Ok(out)
+        }
+        Function::Select => {
+            let mut out = Vec::new();
+            for (i, item) in input.iter().enumerate() {
+                out.extend(eval(&call.args[0], env, Focus { this: item, index: Some(i) })?);
+            }
+            Ok(out)
+        }
+        Function::Repeat => repeat(&input, REPEAT_LIMIT, |item, out| {
+            out.extend(eval(&call.args[0], env, Focus { this: item, index: None })?);
+            Ok(())
+        }),
+        Function::All => {
+            for (i, item) in input.iter().enumerate() {
+                if criterion(&call.args[0], env, item, i, name)? != Some(true) {
+                    return Ok(vec![Item::boolean(false)]);
+                }
+            }
+            Ok(vec![Item::boolean(true)])
+        }
+        Function::Exists => match call.args.first() {
+            None => Ok(vec![Item::boolean(!input.is_empty())]),
+            Some(arg) => {
+                for (i, item) in input.iter().enumerate() {
+                    if criterion(arg, env, item, i, name)? == Some(true) {
+                        return Ok(vec![Item::boolean(true)]);
+                    }
+                }
+                Ok(vec![Item::boolean(false)])
+            }
+        },
+        Function::Empty => Ok(vec![Item::boolean(input.is_empty())]),
+        Function::Not => Ok(boolean_collection(to_boolean(&input, name)?.map(|b| !b))),
+        Function::AllTrue => Ok(vec![Item::boolean(input.iter().all(|i| i.as_bool() == Some(true)))]),
+        Function::AnyTrue => Ok(vec![Item::boolean(input.iter().any(|i| i.as_bool() == Some(true)))]),
+        Function::AllFalse => Ok(vec![Item::boolean(input.iter().all(|i| i.as_bool() == Some(false)))]),
+        Function::AnyFalse => Ok(vec![Item::boolean(input.iter().any(|i| i.as_bool() == Some(false)))]),
+        Function::Count => Ok(vec![Item::integer(input.len() as i64)]),
+        Function::Distinct => Ok(distinct(input)),
+        Function::IsDistinct => {
+            let count = input.len();
+            Ok(vec![Item::boolean(distinct(input).len() == count)])
+        }
+        Function::HasValue => Ok(vec![Item::boolean(matches!(input.as_slice(), [item] if item.has_value()))]),
+        Function::First => Ok(input.into_iter().take(1).collect()),
+        Function::Last => Ok(input.into_iter().last().into_iter().collect()),
+        Function::Tail => Ok(input.into_iter().skip(1).collect()),
+        Function::Skip => {
+            let count = integer_argument(&argument(0)?, name)?.unwrap_or(0);
+            Ok(input.into_iter().skip(usize::try_from(count).unwrap_or(0)).collect())
+        }
+        Function::Take => {
+            let count = integer_argument(&argument(0)?, name)?.unwrap_or(0);
+            Ok(input.into_iter().take(usize::try_from(count).unwrap_or(0)).collect())
+        }
+        Function::Single => Ok(singleton(&input, name)?.cloned().into_iter().collect()),
+        Function::Union => {
+            let mut out = Vec::new();
+            for item in input.into_iter().chain(argument(0)?) {
+                push_distinct(&mut out, item);
+            }
+            Ok(out)
+        }
+        Function::Combine => {
+            let mut out = input;
+            out.extend(argument(0)?);
+            Ok(out)
+        }
+        Function::Children => {
+            let mut out = Vec::new();
+            for item in &input {
+                navigate::children(item, &mut out);
+            }
+            Ok(out)
+        }
+        Function::Descendants => repeat(&input, REPEAT_LIMIT, |item, out| {
+            navigate::children(item, out);
+            Ok(())
+        }),
+        Function::Extension => fhir::extension(&input, &argument(0)?),
+        Function::HasExtension => Ok(vec![Item::boolean(!fhir::extension(&input, &argument(0)?)?.is_empty())]),
+        Function::Resolve => Ok(fhir::resolve(input, env)),
+        Function::MemberOf => fhir::member_of(&input, &argument(0)?),
+        Function::Iif => iif(call, &input, env, focus),
+        // Trace output would be patient data in logs; the input passes through unchanged.
+        Function::Trace => Ok(input),
+        Function::Today => {
+            let today = crate::instant::now().date();
+            let text = format!("{:04}-{:02}-{:02}", today.year(), today.month() as u8, today.day());
+            Ok(vec![Item::new(ItemValue::Date(text.into()), ItemType::System(SystemType::Date))])
+        }
+        Function::Now => {
+            let now = crate::instant::format_instant(crate::instant::now());
+            Ok(vec![Item::new(ItemValue::DateTime(now.into()), ItemType::System(SystemType::DateTime))])
+        }
+        Function::Contains
+        | Function::StartsWith
+        | Function::EndsWith
+        | Function::Matches
+        | Function::ReplaceMatches
+        | Function::Replace
+        | Function::Substring
+        | Function::IndexOf
+        | Function::Lower
+        | Function::Upper
+        | Function::Length
+        | Function::ToString
+        | Function::ToInteger
+        | Function::ToDecimal => {
+            let args = (0..call.args.len()).map(argument).collect::<Result<Vec<_>, _>>()?;
+            strings::call(call, &input, &args)
+        }
+    }
+}
+
+/// A lambda argument evaluated for one item, as a boolean.
+fn criterion<'a>(
+    arg: &Expr,
+    env: &Env<'a>,
+    item: &Item<'a>,
+    index: usize,
+    operation: &'static str,
+) -> Result<Option<bool>, FhirPathError> {
+    to_boolean(&eval(arg, env, Focus { this: item, index: Some(index) })?, operation)
+}
+
+fn integer_argument(items: &[Item<'_>], operation: &'static str) -> Result<Option<i64>, FhirPathError> {
+    match singleton(items, operation)? {
+        None => Ok(None),
+        Some(item) => item.as_i64().map(Some).ok_or_else(|| invalid(operation, "the argument must be an integer")),
+    }
+}
+
+fn distinct(input: Collection<'_>) -> Collection<'_> {
+    let mut out = Vec::with_capacity(input.len());
+    for item in input {
+        push_distinct(&mut out, item);
+    }
+    out
+}
+
+/// Applies `step` to the input, then to what it produced, until nothing new appears; returns
+/// everything produced (not the input itself). A node of the resource is new unless that very
+/// node was seen; a computed value unless an equal one was.
+fn repeat<'a>(
+    input: &[Item<'a>],
+    limit: usize,
+    mut step: impl FnMut(&Item<'a>, &mut Collection<'a>) -> Result<(), FhirPathError>,
+) -> Result<Collection<'a>, FhirPathError> {
+    let mut out: Collection<'a> = Vec::new();
+    let mut seen_nodes: HashSet<*const Value> = HashSet::new();
+    let mut pending: Collection<'a> = input.to_vec();
+    while !pending.is_empty() {
+        let mut produced = Vec::new();
+        for item in &pending {
+            step(item, &mut produced)?;
+        }
+        pending.clear();
+        for item in produced {
+            let new = match item.value {
+                ItemValue::Json(node) => seen_nodes.insert(node as *const Value),
+                _ => !out.iter().any(|existing| same_item(existing, &item)),
+            };
+            if new {
+                out.push(item.clone());
+                pending.push(item);
+                if out.len() > limit {
+                    return Err(FhirPathError::TooManyItems { limit });
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `iif(criterion, true-result [, otherwise-result])`: only the chosen branch is evaluated. The
+/// criterion is evaluated on the input item when there is one.
+fn iif<'a>(call: &Call, input: &[Item<'a>], env: &Env<'a>, focus: Focus<'_, 'a>) -> Result<Collection<'a>, FhirPathError> {
+    let focus = match singleton(input, "iif")? {
+        Some(item) => Focus { this: item, index: focus.index },
+        None => focus,
+    };
+    let condition = to_boolean(&eval(&call.args[0], env, focus)?, "iif")?;
+    match (condition, call.args.get(2)) {
+        (Some(true), _) => eval(&call.args[1], env, focus),
+        (_, Some(otherwise)) => eval(otherwise, env, focus),
+        (_, None) => Ok(Vec::new()),
+    }
+}

@@ -1,0 +1,127 @@
+//! String functions (`contains`, `startsWith`, `matches`, `substring`, ...) and conversions
+//! (`toString`, `toInteger`, `toDecimal`).
+//!
+//! Each takes a single-item input: empty input gives empty, several items are an error. Positions
+//! and lengths count characters, not bytes.
+
+use std::sync::Arc;
+
+use regex::Regex;
+
+use super::ast::{Call, Function};
+use super::compare::{scalar, Scalar};
+use super::error::FhirPathError;
+use super::eval::{invalid, singleton, Collection};
+use super::item::{Item, ItemValue};
+use super::parser::compile_regex;
+
+pub(crate) fn call<'a>(call: &Call, input: &[Item<'a>], args: &[Collection<'a>]) -> Result<Collection<'a>, FhirPathError> {
+    let name = call.function.name();
+    let Some(item) = singleton(input, name)? else {
+        return Ok(Vec::new());
+    };
+    match call.function {
+        Function::ToString => return Ok(to_string(item).map(Item::string).into_iter().collect()),
+        Function::ToInteger => return Ok(to_integer(item).map(Item::integer).into_iter().collect()),
+        Function::ToDecimal => return Ok(to_decimal(item).map(Item::decimal).into_iter().collect()),
+        _ => {}
+    }
+    let Some(text) = string_of(item) else {
+        return Err(invalid(name, "the input must be a string"));
+    };
+    // A missing (empty) string argument makes the result empty.
+    let mut strings = Vec::with_capacity(args.len());
+    for arg in args {
+        match singleton(arg, name)? {
+            None => return Ok(Vec::new()),
+            Some(item) => strings.push(item),
+        }
+    }
+    let string_arg = |i: usize| -> Result<&str, FhirPathError> {
+        strings.get(i).and_then(|item| string_of(item)).ok_or_else(|| invalid(name, "the argument must be a string"))
+    };
+    let integer_arg = |i: usize| -> Result<i64, FhirPathError> {
+        strings.get(i).and_then(|item| item.as_i64()).ok_or_else(|| invalid(name, "the argument must be an integer"))
+    };
+    let result = match call.function {
+        Function::Contains => Item::boolean(text.contains(string_arg(0)?)),
+        Function::StartsWith => Item::boolean(text.starts_with(string_arg(0)?)),
+        Function::EndsWith => Item::boolean(text.ends_with(string_arg(0)?)),
+        Function::Matches => Item::boolean(regex(call, string_arg(0)?, name)?.is_match(text)),
+        Function::ReplaceMatches => {
+            let regex = regex(call, string_arg(0)?, name)?;
+            Item::string(regex.replace_all(text, string_arg(1)?).into_owned())
+        }
+        Function::Replace => Item::string(text.replace(string_arg(0)?, string_arg(1)?)),
+        Function::IndexOf => {
+            let needle = string_arg(0)?;
+            let index = text.find(needle).map_or(-1, |byte| text[..byte].chars().count() as i64);
+            Item::integer(index)
+        }
+        Function::Substring => {
+            let start = integer_arg(0)?;
+            let length = if strings.len() > 1 { Some(integer_arg(1)?) } else { None };
+            let count = text.chars().count() as i64;
+            if start < 0 || start >= count {
+                return Ok(Vec::new());
+            }
+            let take = length.map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(0));
+            Item::string(text.chars().skip(start as usize).take(take).collect::<String>())
+        }
+        Function::Lower => Item::string(text.to_lowercase()),
+        Function::Upper => Item::string(text.to_uppercase()),
+        Function::Length => Item::integer(text.chars().count() as i64),
+        _ => return Err(invalid(name, "not a string function")),
+    };
+    Ok(vec![result])
+}
+
+/// The regex of `matches`/`replaceMatches`: compiled at compile time for a literal pattern.
+fn regex(call: &Call, pattern: &str, name: &'static str) -> Result<Arc<Regex>, FhirPathError> {
+    match &call.regex {
+        Some(regex) => Ok(regex.clone()),
+        None => compile_regex(pattern).map(Arc::new).map_err(|message| invalid(name, &message)),
+    }
+}
+
+/// The text of a string-valued item (also `code`, `uri`, dates as written).
+fn string_of<'x>(item: &'x Item<'_>) -> Option<&'x str> {
+    match scalar(item)? {
+        Scalar::String(text) | Scalar::Date(text) | Scalar::DateTime(text) | Scalar::Time(text) => Some(text),
+        _ => None,
+    }
+}
+
+fn to_string(item: &Item<'_>) -> Option<String> {
+    Some(match scalar(item)? {
+        Scalar::Boolean(value) => value.to_string(),
+        Scalar::String(text) | Scalar::Date(text) | Scalar::DateTime(text) | Scalar::Time(text) => text.to_string(),
+        Scalar::Integer(value) => value.to_string(),
+        Scalar::Decimal(value) => match &item.value {
+            // A JSON decimal keeps its written form (`1.50`) only as far as serde_json does.
+            ItemValue::Json(serde_json::Value::Number(number)) => number.to_string(),
+            _ => value.to_string(),
+        },
+        Scalar::Quantity(value, unit) => format!("{value} '{unit}'"),
+        Scalar::Node(_) => return None,
+    })
+}
+
+fn to_integer(item: &Item<'_>) -> Option<i64> {
+    match scalar(item)? {
+        Scalar::Integer(value) => Some(value),
+        Scalar::Boolean(value) => Some(i64::from(value)),
+        Scalar::String(text) => text.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+fn to_decimal(item: &Item<'_>) -> Option<f64> {
+    match scalar(item)? {
+        Scalar::Integer(value) => Some(value as f64),
+        Scalar::Decimal(value) => Some(value),
+        Scalar::Boolean(value) => Some(if value { 1.0 } else { 0.0 }),
+        Scalar::String(text) => text.trim().parse::<f64>().ok().filter(|v| v.is_finite()),
+        _ => None,
+    }
+}

@@ -1,0 +1,128 @@
+//! Behaviour of the history read model: idempotent apply, ordering, paging, `_since`/`_at`,
+//! tenants, and a restart that keeps the checkpoint.
+
+use bytes::Bytes;
+use event_log::{Event, Operation, StreamKey};
+use fhir_core::history::{HistoryQuery, HistoryScope};
+use projector_history::{CurrentState, HistoryStore};
+use time::macros::datetime;
+use time::{Duration, OffsetDateTime};
+
+const T0: OffsetDateTime = datetime!(2024-01-01 00:00 UTC);
+
+fn event(position: u64, tenant: &str, resource_type: &str, id: &str, version: u64, operation: Operation, minutes: i64) -> Event {
+    Event {
+        position,
+        key: StreamKey::new(tenant, resource_type, id),
+        version,
+        operation,
+        recorded_at: T0 + Duration::minutes(minutes),
+        transaction_id: format!("tx{position}"),
+        actor: "test".into(),
+        body: Bytes::from_static(b"{}"),
+        hash: [0; 32],
+        prev_hash: [0; 32],
+        envelope_version: 1,
+    }
+}
+
+fn sample() -> Vec<Event> {
+    vec![
+        event(1, "t1", "Patient", "a", 1, Operation::Create, 0),
+        event(2, "t1", "Patient", "b", 1, Operation::Create, 1),
+        event(3, "t1", "Observation", "o", 1, Operation::Create, 2),
+        event(4, "t1", "Patient", "a", 2, Operation::Update, 3),
+        event(5, "t2", "Patient", "a", 1, Operation::Create, 4),
+        event(6, "t1", "Patient", "a", 3, Operation::Delete, 5),
+    ]
+}
+
+fn query(scope: HistoryScope) -> HistoryQuery {
+    HistoryQuery { scope, since: None, at: None, count: 50, before: None }
+}
+
+fn open() -> (tempfile::TempDir, HistoryStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = HistoryStore::open(&dir.path().join("history.db")).unwrap();
+    (dir, store)
+}
+
+#[test]
+fn scopes_and_order() {
+    let (_dir, store) = open();
+    store.apply(&sample()).unwrap();
+    assert_eq!(store.checkpoint(), 6);
+    assert_eq!(store.history("t1", &query(HistoryScope::System)).unwrap().positions, vec![6, 4, 3, 2, 1]);
+    assert_eq!(store.history("t1", &query(HistoryScope::Type("Patient".into()))).unwrap().positions, vec![6, 4, 2, 1]);
+    assert_eq!(
+        store.history("t1", &query(HistoryScope::Instance("Patient".into(), "a".into()))).unwrap().positions,
+        vec![6, 4, 1]
+    );
+    assert_eq!(store.history("t2", &query(HistoryScope::System)).unwrap().positions, vec![5], "tenants are separate");
+    assert_eq!(
+        store.current(&StreamKey::new("t1", "Patient", "a")).unwrap(),
+        Some(CurrentState { version: 3, position: 6, deleted: true })
+    );
+}
+
+#[test]
+fn applying_again_or_out_of_order_changes_nothing() {
+    let (_dir, store) = open();
+    let events = sample();
+    store.apply(&events).unwrap();
+    store.apply(&events).unwrap();
+    store.apply(&events[..2]).unwrap();
+    assert_eq!(store.checkpoint(), 6, "the checkpoint never goes back");
+    assert_eq!(store.history("t1", &query(HistoryScope::System)).unwrap().positions, vec![6, 4, 3, 2, 1]);
+    // An older version applied after a newer one does not overwrite the current state.
+    store.apply(&events[3..4]).unwrap();
+    assert_eq!(store.current(&StreamKey::new("t1", "Patient", "a")).unwrap().unwrap().version, 3);
+}
+
+#[test]
+fn paging_with_cursor() {
+    let (_dir, store) = open();
+    store.apply(&sample()).unwrap();
+    let mut page_query = HistoryQuery { count: 2, ..query(HistoryScope::System) };
+    let first = store.history("t1", &page_query).unwrap();
+    assert_eq!(first.positions, vec![6, 4]);
+    assert_eq!(first.next_before, Some(4));
+    page_query.before = first.next_before;
+    let second = store.history("t1", &page_query).unwrap();
+    assert_eq!(second.positions, vec![3, 2]);
+    page_query.before = second.next_before;
+    let third = store.history("t1", &page_query).unwrap();
+    assert_eq!(third.positions, vec![1]);
+    assert_eq!(third.next_before, None);
+}
+
+#[test]
+fn since_and_at() {
+    let (_dir, store) = open();
+    store.apply(&sample()).unwrap();
+    let since = HistoryQuery { since: Some(T0 + Duration::minutes(3)), ..query(HistoryScope::System) };
+    assert_eq!(store.history("t1", &since).unwrap().positions, vec![6, 4]);
+    // At minute 2.5, Patient/a was at version 1 (version 2 came at minute 3).
+    let at = HistoryQuery {
+        at: Some((T0 + Duration::seconds(150), T0 + Duration::seconds(151))),
+        ..query(HistoryScope::Instance("Patient".into(), "a".into()))
+    };
+    assert_eq!(store.history("t1", &at).unwrap().positions, vec![1]);
+    // Over minutes 3..6 both version 2 and the delete were current.
+    let at = HistoryQuery { at: Some((T0 + Duration::minutes(3), T0 + Duration::minutes(6))), ..at };
+    assert_eq!(store.history("t1", &at).unwrap().positions, vec![6, 4]);
+}
+
+#[test]
+fn checkpoint_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("history.db");
+    {
+        let store = HistoryStore::open(&path).unwrap();
+        store.apply(&sample()[..3]).unwrap();
+    }
+    let store = HistoryStore::open(&path).unwrap();
+    assert_eq!(store.checkpoint(), 3);
+    store.apply(&sample()[3..]).unwrap();
+    assert_eq!(store.history("t1", &query(HistoryScope::System)).unwrap().positions, vec![6, 4, 3, 2, 1]);
+}
