@@ -10,12 +10,14 @@
 //! - [`summary`]: `_summary` and `_elements` views of a resource.
 //! - [`instant`]: FHIR dates and instants as time ranges.
 //! - [`history`]: the typed `_history` query.
+//! - [`search`]: the typed search query and search values, shared by every search backend.
 
 pub mod history;
 pub mod instant;
 pub mod definitions;
 pub mod fhirpath;
 pub mod outcome;
+pub mod search;
 pub mod summary;
 pub mod validation;
 
