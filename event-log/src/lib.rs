@@ -10,6 +10,7 @@
 //! - [`model`]: the envelope ([`Event`]) and append requests.
 //! - [`hash`]: the per-stream SHA-256 hash chain and its verification.
 //! - [`sqlite`]: the embedded implementation (SQLite, WAL, one writer thread with group commit).
+//! - [`tail`]: the loop that feeds a projection from the log, shared by every projector.
 //! - [`suite`]: the behaviour suite every implementation must pass, written once against the trait.
 
 pub mod error;
@@ -17,6 +18,7 @@ pub mod hash;
 pub mod model;
 pub mod sqlite;
 pub mod suite;
+pub mod tail;
 
 use async_trait::async_trait;
 use tokio::sync::watch;

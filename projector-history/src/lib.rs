@@ -10,10 +10,18 @@
 //!
 //! Layout:
 //! - [`store`]: the SQLite read model (schema, apply, queries).
-//! - [`runner`]: the tail loop that feeds the store from the log.
+//!
+//! The store implements [`event_log::tail::Projection`]; [`run`] feeds it from the log.
 
-pub mod runner;
 pub mod store;
 
-pub use runner::run;
+use std::sync::Arc;
+
+use event_log::EventLog;
+use tokio::sync::watch;
+
+/// Runs the history projector until `shutdown` turns true.
+pub async fn run(store: Arc<HistoryStore>, log: Arc<dyn EventLog>, shutdown: watch::Receiver<bool>) {
+    event_log::tail::run(store, log, shutdown).await
+}
 pub use store::{CurrentState, HistoryStore, StoreError};

@@ -240,3 +240,17 @@ impl HistoryStore {
         result
     }
 }
+
+impl event_log::tail::Projection for HistoryStore {
+    fn name(&self) -> &'static str {
+        "history"
+    }
+
+    fn checkpoint(&self) -> u64 {
+        HistoryStore::checkpoint(self)
+    }
+
+    fn apply(&self, events: &[Event]) -> std::result::Result<(), String> {
+        HistoryStore::apply(self, events).map_err(|error| error.to_string())
+    }
+}
