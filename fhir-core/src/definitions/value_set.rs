@@ -37,6 +37,11 @@ impl ValueSet {
     }
 
     /// The code systems the value set draws its codes from.
+    /// Every `(system, code)` of the expansion.
+    pub fn codes(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.by_system.iter().flat_map(|(system, codes)| codes.iter().map(move |code| (system.as_str(), code.as_str())))
+    }
+
     pub fn systems(&self) -> impl Iterator<Item = &str> {
         self.by_system.keys().map(String::as_str)
     }

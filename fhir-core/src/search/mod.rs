@@ -1,9 +1,13 @@
 //! Search, the parts every backend shares: the typed query parsed from a request
-//! ([`query`]), the typed values of each parameter type ([`value`]), and escaping ([`escape`]).
+//! ([`query`]), the typed values of each parameter type ([`value`]), escaping ([`escape`]), and
+//! what an index stores per resource ([`index`]) and how it is extracted ([`extract`]).
 
 pub mod escape;
+pub mod extract;
+pub mod index;
 pub mod query;
 pub mod value;
 
 pub use query::{parse_search, Criterion, Include, Modifier, ParamPath, ParamRef, SearchQuery, SortKey, Total};
 pub use value::{Decimal, Prefix, ReferenceValue, SearchValue};
+pub use index::{normalize, IndexEntry, IndexValue};

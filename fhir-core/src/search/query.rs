@@ -347,8 +347,8 @@ fn parse_modifier(param: &ParamRef, text: &str) -> Result<Modifier, String> {
         ("contains", Kind::String | Kind::Uri) => Modifier::Contains,
         ("text", Kind::Token | Kind::String) => Modifier::Text,
         ("not", Kind::Token) => Modifier::Not,
-        ("above", Kind::Uri | Kind::Token) => Modifier::Above,
-        ("below", Kind::Uri | Kind::Token) => Modifier::Below,
+        ("above", Kind::Uri) => Modifier::Above,
+        ("below", Kind::Uri) => Modifier::Below,
         ("in", Kind::Token) => Modifier::In,
         ("not-in", Kind::Token) => Modifier::NotIn,
         ("of-type", Kind::Token) => Modifier::OfType,
@@ -376,7 +376,7 @@ fn parse_values(path: &ParamPath, value: &str) -> Result<Vec<SearchValue>, Strin
     split_unescaped(value, ',')
         .into_iter()
         .map(|raw| match (param.kind, modifier) {
-            (SearchParamType::Token, Some(Modifier::Text)) | (SearchParamType::Token, Some(Modifier::In | Modifier::NotIn | Modifier::Above | Modifier::Below)) => {
+            (SearchParamType::Token, Some(Modifier::Text | Modifier::In | Modifier::NotIn)) => {
                 parse_value(SearchParamType::String, raw)
             }
             (SearchParamType::Token, Some(Modifier::OfType)) => parse_of_type(raw),

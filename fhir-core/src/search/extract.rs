@@ -1,0 +1,393 @@
+//! Extraction: the index values of every R4 SearchParameter of a resource's type, found by the
+//! parameters' FHIRPath expressions and converted by the parameter's type and the FHIR type of
+//! each value found (a token from a CodeableConcept is its codings and its text; a date from a
+//! Period is its range; a reference is its type and id, its URL, and its identifier).
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+use serde_json::Value;
+
+use super::index::{normalize, IndexEntry, IndexValue};
+use super::value::Decimal;
+use crate::definitions::{r4, SearchParamType};
+use crate::fhirpath::{compile, Expression, Item, ItemValue};
+use crate::instant::{parse_range, unix_millis};
+
+/// A parameter with its compiled expressions.
+struct Compiled {
+    code: String,
+    kind: SearchParamType,
+    expression: Expression,
+    /// For composites: each component's type and expression (relative to the composite's value).
+    components: Vec<(SearchParamType, Expression)>,
+}
+
+/// Parameters answered from the resource rows themselves, not from extracted values.
+const FROM_RESOURCE_ROW: &[&str] = &["_id", "_lastUpdated"];
+
+static COMPILED: LazyLock<HashMap<String, Vec<Compiled>>> = LazyLock::new(|| {
+    let definitions = r4();
+    definitions
+        .resource_types()
+        .map(|resource_type| {
+            let compiled = definitions
+                .search_parameters_for(resource_type)
+                .filter(|parameter| !FROM_RESOURCE_ROW.contains(&parameter.code.as_str()))
+                .filter_map(|parameter| {
+                    let expression = compile(parameter.expression.as_deref()?).ok()?;
+                    let components = parameter
+                        .component
+                        .iter()
+                        .map(|component| {
+                            let kind = definitions.search_parameter_by_url(&component.definition)?.kind;
+                            Some((kind, compile(&component.expression).ok()?))
+                        })
+                        .collect::<Option<Vec<_>>>()?;
+                    Some(Compiled { code: parameter.code.clone(), kind: parameter.kind, expression, components })
+                })
+                .collect();
+            (resource_type.to_string(), compiled)
+        })
+        .collect()
+});
+
+/// Every index value of `resource` (its type from `resourceType`); empty for an unknown type.
+pub fn extract(resource: &Value) -> Vec<IndexEntry> {
+    let Some(parameters) = resource.get("resourceType").and_then(Value::as_str).and_then(|t| COMPILED.get(t)) else {
+        return Vec::new();
+    };
+    let mut entries = Vec::new();
+    for parameter in parameters {
+        let Ok(items) = parameter.expression.evaluate(resource) else { continue };
+        if parameter.kind == SearchParamType::Composite {
+            for (group, item) in items.iter().enumerate() {
+                for (index, (kind, component)) in parameter.components.iter().enumerate() {
+                    let Ok(values) = component.evaluate_on(resource, item) else { continue };
+                    let param = format!("{}${index}", parameter.code);
+                    for value in &values {
+                        push_values(&mut entries, &param, group as u32 + 1, *kind, value);
+                    }
+                }
+            }
+        } else {
+            for item in &items {
+                push_values(&mut entries, &parameter.code, 0, parameter.kind, item);
+            }
+        }
+    }
+    entries
+}
+
+fn push_values(entries: &mut Vec<IndexEntry>, param: &str, group: u32, kind: SearchParamType, item: &Item<'_>) {
+    let mut push = |param: &str, value: IndexValue| entries.push(IndexEntry { param: param.to_string(), group, value });
+    match kind {
+        SearchParamType::String => strings(item, &mut |text| {
+            push(param, IndexValue::String { normalized: normalize(text), exact: text.to_string() })
+        }),
+        SearchParamType::Token => tokens(param, item, &mut push),
+        SearchParamType::Date => {
+            if let Some((low, high)) = date_range(item) {
+                push(param, IndexValue::Date { low, high });
+            }
+        }
+        SearchParamType::Number => {
+            if let Some(number) = number(item) {
+                push(param, IndexValue::Number { value: number.value, low: number.low, high: number.high });
+            }
+        }
+        SearchParamType::Quantity => {
+            if let Some(value) = quantity(item) {
+                push(param, value);
+            }
+        }
+        SearchParamType::Reference => references(param, item, &mut push),
+        SearchParamType::Uri => {
+            if let Some(text) = item.as_str() {
+                push(param, IndexValue::Uri(text.to_string()));
+            }
+        }
+        SearchParamType::Composite | SearchParamType::Special => {}
+    }
+}
+
+fn json_str<'a>(object: &'a Value, key: &str) -> Option<&'a str> {
+    object.get(key).and_then(Value::as_str).filter(|text| !text.is_empty())
+}
+
+fn json_strs<'a>(object: &'a Value, key: &str) -> impl Iterator<Item = &'a str> {
+    object.get(key).and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str)
+}
+
+/// The strings a string parameter indexes: the value itself, or the parts of a name or address.
+fn strings(item: &Item<'_>, push: &mut impl FnMut(&str)) {
+    if let Some(text) = item.as_str() {
+        push(text);
+        return;
+    }
+    let Some(object) = item.json().filter(|v| v.is_object()) else { return };
+    let (single, multiple): (&[&str], &[&str]) = match item.fhir_type() {
+        Some("HumanName") => (&["family", "text"], &["given", "prefix", "suffix"]),
+        Some("Address") => (&["city", "district", "state", "postalCode", "country", "text"], &["line"]),
+        _ => (&[], &[]),
+    };
+    for key in single {
+        if let Some(text) = json_str(object, key) {
+            push(text);
+        }
+    }
+    for key in multiple {
+        for text in json_strs(object, key) {
+            push(text);
+        }
+    }
+}
+
+fn tokens(param: &str, item: &Item<'_>, push: &mut impl FnMut(&str, IndexValue)) {
+    match item.value() {
+        ItemValue::Boolean(value) => return push(param, IndexValue::Token { system: None, code: value.to_string() }),
+        ItemValue::Json(Value::Bool(value)) => return push(param, IndexValue::Token { system: None, code: value.to_string() }),
+        _ => {}
+    }
+    if let Some(code) = item.as_str() {
+        return push(param, IndexValue::Token { system: None, code: code.to_string() });
+    }
+    let Some(object) = item.json().filter(|v| v.is_object()) else { return };
+    let coding = |coding: &Value, push: &mut dyn FnMut(&str, IndexValue)| {
+        if let Some(code) = json_str(coding, "code") {
+            push(param, IndexValue::Token { system: json_str(coding, "system").map(String::from), code: code.to_string() });
+        }
+        if let Some(display) = json_str(coding, "display") {
+            push(param, IndexValue::Text { normalized: normalize(display) });
+        }
+    };
+    match item.fhir_type() {
+        Some("Coding") => coding(object, push),
+        Some("CodeableConcept") => {
+            for each in object.get("coding").and_then(Value::as_array).into_iter().flatten() {
+                coding(each, push);
+            }
+            if let Some(text) = json_str(object, "text") {
+                push(param, IndexValue::Text { normalized: normalize(text) });
+            }
+        }
+        Some("Identifier") => {
+            if let Some(value) = json_str(object, "value") {
+                push(param, IndexValue::Token { system: json_str(object, "system").map(String::from), code: value.to_string() });
+                let of_type = format!("{param}:of-type");
+                if let Some(kind) = object.get("type") {
+                    for each in kind.get("coding").and_then(Value::as_array).into_iter().flatten() {
+                        if let Some(code) = json_str(each, "code") {
+                            push(
+                                &of_type,
+                                IndexValue::OfType { system: json_str(each, "system").map(String::from), code: code.to_string(), value: value.to_string() },
+                            );
+                        }
+                    }
+                    if let Some(text) = json_str(kind, "text") {
+                        push(param, IndexValue::Text { normalized: normalize(text) });
+                    }
+                }
+            }
+        }
+        Some("ContactPoint") => {
+            if let Some(value) = json_str(object, "value") {
+                push(param, IndexValue::Token { system: json_str(object, "use").map(String::from), code: value.to_string() });
+            }
+        }
+        Some("Quantity" | "Age" | "Duration" | "Distance" | "Count" | "SimpleQuantity") => {
+            if let Some(code) = json_str(object, "code") {
+                push(param, IndexValue::Token { system: json_str(object, "system").map(String::from), code: code.to_string() });
+            }
+        }
+        Some("Reference") => {
+            if let Some(identifier) = object.get("identifier") {
+                if let Some(value) = json_str(identifier, "value") {
+                    push(param, IndexValue::Token { system: json_str(identifier, "system").map(String::from), code: value.to_string() });
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Milliseconds `[low, high)` covered by a date-like value.
+fn date_range(item: &Item<'_>) -> Option<(i64, i64)> {
+    let single = |text: &str| parse_range(text).map(|(start, end)| (unix_millis(start), unix_millis(end)));
+    match item.value() {
+        ItemValue::Date(text) | ItemValue::DateTime(text) => return single(text),
+        _ => {}
+    }
+    if let Some(text) = item.as_str() {
+        return single(text);
+    }
+    let object = item.json().filter(|v| v.is_object())?;
+    match item.fhir_type() {
+        Some("Period") => {
+            let low = json_str(object, "start").and_then(single).map_or(i64::MIN, |(low, _)| low);
+            let high = json_str(object, "end").and_then(single).map_or(i64::MAX, |(_, high)| high);
+            (low != i64::MIN || high != i64::MAX).then_some((low, high))
+        }
+        Some("Timing") => {
+            let events: Vec<(i64, i64)> = json_strs(object, "event").filter_map(single).collect();
+            if !events.is_empty() {
+                let low = events.iter().map(|e| e.0).min()?;
+                let high = events.iter().map(|e| e.1).max()?;
+                return Some((low, high));
+            }
+            let bounds = object.get("repeat")?.get("boundsPeriod")?;
+            let low = json_str(bounds, "start").and_then(single).map_or(i64::MIN, |(low, _)| low);
+            let high = json_str(bounds, "end").and_then(single).map_or(i64::MAX, |(_, high)| high);
+            Some((low, high))
+        }
+        _ => None,
+    }
+}
+
+fn number(item: &Item<'_>) -> Option<Decimal> {
+    match item.value() {
+        ItemValue::Json(Value::Number(number)) => Decimal::parse(&number.to_string()),
+        ItemValue::Integer(value) => Decimal::parse(&value.to_string()),
+        ItemValue::Decimal(value) => Decimal::parse(&value.to_string()),
+        _ => None,
+    }
+}
+
+fn quantity(item: &Item<'_>) -> Option<IndexValue> {
+    let object = item.json().filter(|v| v.is_object())?;
+    let number = object.get("value").and_then(|v| v.as_number()).and_then(|n| Decimal::parse(&n.to_string()))?;
+    let (system, code) = match item.fhir_type() {
+        Some("Money") => (Some("urn:iso:std:iso:4217".to_string()), json_str(object, "currency").map(String::from)),
+        _ => (json_str(object, "system").map(String::from), json_str(object, "code").or_else(|| json_str(object, "unit")).map(String::from)),
+    };
+    Some(IndexValue::Quantity {
+        value: number.value,
+        low: number.low,
+        high: number.high,
+        system,
+        code,
+        unit: json_str(object, "unit").map(String::from),
+    })
+}
+
+fn references(param: &str, item: &Item<'_>, push: &mut impl FnMut(&str, IndexValue)) {
+    // canonical and uri values are references by URL, possibly with `|version`.
+    if let Some(text) = item.as_str() {
+        let (url, version) = match text.split_once('|') {
+            Some((url, version)) => (url, Some(version.to_string())),
+            None => (text, None),
+        };
+        let (resource_type, id) = url_tail(url);
+        return push(param, IndexValue::Reference { resource_type, id, version, url: Some(url.to_string()) });
+    }
+    let Some(object) = item.json().filter(|v| v.is_object()) else { return };
+    if let Some(reference) = json_str(object, "reference") {
+        if let Some(value) = parse_reference(reference) {
+            push(param, value);
+        }
+    }
+    if let Some(identifier) = object.get("identifier") {
+        if let Some(value) = json_str(identifier, "value") {
+            push(
+                &format!("{param}:identifier"),
+                IndexValue::Token { system: json_str(identifier, "system").map(String::from), code: value.to_string() },
+            );
+        }
+    }
+}
+
+/// A `Reference.reference`: relative (`Patient/1`, `Patient/1/_history/2`), absolute, or a
+/// `urn:`; contained references (`#x`) are not indexed.
+fn parse_reference(reference: &str) -> Option<IndexValue> {
+    if reference.starts_with('#') {
+        return None;
+    }
+    if reference.contains("://") || reference.starts_with("urn:") {
+        let (resource_type, id) = url_tail(reference);
+        return Some(IndexValue::Reference { resource_type, id, version: None, url: Some(reference.to_string()) });
+    }
+    let segments: Vec<&str> = reference.split('/').collect();
+    let (resource_type, id, version) = match segments.as_slice() {
+        [resource_type, id] => (*resource_type, *id, None),
+        [resource_type, id, "_history", version] => (*resource_type, *id, Some((*version).to_string())),
+        _ => return None,
+    };
+    Some(IndexValue::Reference { resource_type: Some(resource_type.to_string()), id: Some(id.to_string()), version, url: None })
+}
+
+/// The type and id at the end of an absolute URL that names a resource.
+fn url_tail(url: &str) -> (Option<String>, Option<String>) {
+    let trimmed = url.split("/_history/").next().unwrap_or(url);
+    let mut segments = trimmed.rsplit('/');
+    match (segments.next(), segments.next()) {
+        (Some(id), Some(resource_type)) if r4().is_resource_type(resource_type) && !id.is_empty() => {
+            (Some(resource_type.to_string()), Some(id.to_string()))
+        }
+        _ => (None, None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn values(resource: &Value, param: &str) -> Vec<IndexValue> {
+        extract(resource).into_iter().filter(|e| e.param == param).map(|e| e.value).collect()
+    }
+
+    #[test]
+    fn patient_strings_tokens_dates() {
+        let patient = json!({
+            "resourceType": "Patient",
+            "identifier": [{"system": "http://mrn", "value": "7", "type": {"coding": [{"system": "http://t", "code": "MR"}]}}],
+            "name": [{"family": "Müller", "given": ["Zoë", "Ann"]}],
+            "gender": "female",
+            "birthDate": "1990-02",
+            "active": true,
+            "telecom": [{"system": "phone", "value": "555", "use": "home"}],
+            "managingOrganization": {"reference": "Organization/org1"}
+        });
+        let names = values(&patient, "name");
+        assert!(names.contains(&IndexValue::String { normalized: "muller".into(), exact: "Müller".into() }));
+        assert!(names.contains(&IndexValue::String { normalized: "zoe".into(), exact: "Zoë".into() }));
+        assert_eq!(values(&patient, "gender"), vec![IndexValue::Token { system: None, code: "female".into() }]);
+        assert_eq!(values(&patient, "active"), vec![IndexValue::Token { system: None, code: "true".into() }]);
+        assert_eq!(values(&patient, "identifier")[0], IndexValue::Token { system: Some("http://mrn".into()), code: "7".into() });
+        assert_eq!(
+            values(&patient, "identifier:of-type"),
+            vec![IndexValue::OfType { system: Some("http://t".into()), code: "MR".into(), value: "7".into() }]
+        );
+        let IndexValue::Date { low, high } = values(&patient, "birthdate")[0] else { panic!() };
+        assert_eq!(high - low, 28 * 24 * 3600 * 1000, "1990-02 covers all of February");
+        assert_eq!(
+            values(&patient, "organization"),
+            vec![IndexValue::Reference { resource_type: Some("Organization".into()), id: Some("org1".into()), version: None, url: None }]
+        );
+        assert_eq!(values(&patient, "phone"), vec![IndexValue::Token { system: Some("home".into()), code: "555".into() }]);
+    }
+
+    #[test]
+    fn observation_quantity_reference_and_composite() {
+        let observation = json!({
+            "resourceType": "Observation",
+            "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "8480-6", "display": "Systolic"}], "text": "BP sys"},
+            "subject": {"reference": "Patient/p1", "identifier": {"system": "http://mrn", "value": "7"}},
+            "effectivePeriod": {"start": "2020-01-01T10:00:00Z"},
+            "valueQuantity": {"value": 120.5, "system": "http://unitsofmeasure.org", "code": "mm[Hg]", "unit": "mmHg"}
+        });
+        let code = values(&observation, "code");
+        assert!(code.contains(&IndexValue::Token { system: Some("http://loinc.org".into()), code: "8480-6".into() }));
+        assert!(code.contains(&IndexValue::Text { normalized: "bp sys".into() }));
+        let IndexValue::Quantity { value, code, .. } = &values(&observation, "value-quantity")[0] else { panic!() };
+        assert_eq!((*value, code.as_deref()), (120.5, Some("mm[Hg]")));
+        assert_eq!(values(&observation, "subject:identifier"), vec![IndexValue::Token { system: Some("http://mrn".into()), code: "7".into() }]);
+        assert_eq!(values(&observation, "patient").len(), 1, "patient is subject where it resolves to a Patient");
+        let IndexValue::Date { high, .. } = values(&observation, "date")[0] else { panic!() };
+        assert_eq!(high, i64::MAX, "an open period runs forever");
+        let composite = extract(&observation).into_iter().filter(|e| e.param.starts_with("code-value-quantity$")).collect::<Vec<_>>();
+        assert!(composite.iter().any(|e| e.param == "code-value-quantity$0" && e.group == 1));
+        assert!(composite.iter().any(|e| e.param == "code-value-quantity$1" && e.group == 1));
+    }
+}
