@@ -1,18 +1,16 @@
 //! The embedded event log: one SQLite file in WAL mode, one writer thread with group commit.
 //!
-//! - [`schema`]: the table, its indexes, and how connections are opened.
+//! - `schema`: the table, its indexes, and how connections are opened.
 //! - `writer`: the writer thread, which batches concurrent appends into one transaction (one
 //!   fsync) and computes positions and hashes.
-//! - `checkpoint`: a thread that copies the WAL into the database file, off the writer's path.
 //! - `read`: a small pool of read-only connections used from tokio's blocking threads.
 //! - `row`: conversions between envelope fields and column values.
 //!
 //! One process owns the file: the writer assumes nobody else appends to it.
 
-mod checkpoint;
 mod read;
 mod row;
-pub mod schema;
+mod schema;
 mod writer;
 
 use std::collections::HashSet;
@@ -91,12 +89,9 @@ impl SqliteEventLog {
             std::fs::create_dir_all(parent)
                 .map_err(|error| LogError::Storage(format!("cannot create {}: {error}", parent.display())))?;
         }
-        let mut connection = schema::open_writer(&path, options.synchronous)?;
+        let connection = schema::open_writer(&path, options.synchronous)?;
         let head = row::to_u64(schema::max_position(&connection)?, "position")?;
         let reads = ReadPool::open(path.clone(), options.read_connections)?;
-        let checkpointer = if std::env::var("EL_CKPT_THREAD").is_ok() { Some(checkpoint::start(&path, options.synchronous, &mut connection)?) } else { None };
-        if let Ok(pages) = std::env::var("EL_AUTOCKPT") { connection.pragma_update(None, "wal_autocheckpoint", pages.parse::<i64>().unwrap())?; }
-        if let Ok(kib) = std::env::var("EL_CACHE") { connection.pragma_update(None, "cache_size", kib.parse::<i64>().unwrap())?; }
 
         let (request_sender, request_receiver) = mpsc::channel(options.queue_capacity.max(1));
         let (head_sender, head_receiver) = watch::channel(head);
@@ -116,10 +111,6 @@ impl SqliteEventLog {
             .name("event-log-writer".to_owned())
             .spawn(move || {
                 writer.run();
-                // The writer's connection is closed, so the checkpoint thread is ending too.
-                if checkpointer.map(|c| c.join()).transpose().is_err() {
-                    tracing::error!("event log checkpoint thread panicked");
-                }
                 let _ = stopped_sender.send(());
             })
             .map_err(|error| LogError::Storage(format!("cannot start the writer thread: {error}")))?;

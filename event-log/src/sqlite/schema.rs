@@ -21,6 +21,9 @@ const SCHEMA_VERSION: i64 = 1;
 /// checkpoints take locks that readers or the writer can meet).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The writer's page cache, in KiB (negative is SQLite's spelling for KiB).
+const WRITER_CACHE_KIB: i64 = -32 * 1024;
+
 const CREATE_TABLES: &str = "
 CREATE TABLE IF NOT EXISTS events (
     position         INTEGER PRIMARY KEY,
@@ -80,13 +83,13 @@ pub(crate) fn open_writer(path: &Path, synchronous: Synchronous) -> Result<Conne
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let connection = Connection::open_with_flags(path, flags)?;
     configure(&connection)?;
-    if let Ok(size) = std::env::var("EL_PAGE") { connection.pragma_update(None, "page_size", size.parse::<i64>().unwrap())?; }
-    if let Ok(size) = std::env::var("EL_MMAP") { connection.pragma_update(None, "mmap_size", size.parse::<i64>().unwrap())?; }
     let journal_mode: String = connection.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
     if !journal_mode.eq_ignore_ascii_case("wal") {
         return Err(LogError::Storage(format!("the event log needs WAL mode, the file is in {journal_mode} mode")));
     }
     connection.pragma_update(None, "synchronous", synchronous.pragma_value())?;
+    // The writer walks the stream index for every event; keep more of it than the 2 MiB default.
+    connection.pragma_update(None, "cache_size", WRITER_CACHE_KIB)?;
 
     let schema_version: i64 = connection.pragma_query_value(None, "user_version", |row| row.get(0))?;
     match schema_version {
@@ -102,15 +105,6 @@ pub(crate) fn open_writer(path: &Path, synchronous: Synchronous) -> Result<Conne
             )))
         }
     }
-    Ok(connection)
-}
-
-/// Opens the connection that runs checkpoints (it writes the database file, never the log).
-pub(crate) fn open_checkpointer(path: &Path, synchronous: Synchronous) -> Result<Connection> {
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let connection = Connection::open_with_flags(path, flags)?;
-    configure(&connection)?;
-    connection.pragma_update(None, "synchronous", synchronous.pragma_value())?;
     Ok(connection)
 }
 
