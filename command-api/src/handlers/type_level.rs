@@ -29,8 +29,9 @@ pub async fn create(
     let body = read_body(&state, &context.headers, body, BodyKind::Resource).await?;
     let resource = parse_resource(&body, &resource_type)?;
     validate(&resource, false)?;
-    // The server assigns the id; one in the body is ignored, as the specification says.
-    let id = uuid::Uuid::new_v4().to_string();
+    // The server assigns the id; one in the body is ignored, as the specification says. Ids are
+    // time-ordered (UUIDv7) so that new streams land on the same index pages of the log.
+    let id = uuid::Uuid::now_v7().to_string();
     let key = StreamKey::new(&context.tenant, &resource_type, &id);
     let written = append_one(&state, &key, ExpectedVersion::NoStream, Operation::Create, Some(resource)).await?;
     Ok(write_response(&context, &resource_type, &id, written))
