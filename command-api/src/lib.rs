@@ -25,12 +25,17 @@ use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 
 pub use error::ApiError;
-pub use state::{ApiConfig, AppState, HistoryIndex};
+pub use state::{ApiConfig, AppState, HistoryIndex, SearchBackend, SearchFailure, SearchPageRequest, SearchResult};
 
-/// Builds the API's router for the given log, history read model and settings.
-pub fn router(log: Arc<dyn event_log::EventLog>, history: Arc<dyn HistoryIndex>, config: ApiConfig) -> Router {
+/// Builds the API's router for the given log, read models and settings.
+pub fn router(
+    log: Arc<dyn event_log::EventLog>,
+    history: Arc<dyn HistoryIndex>,
+    search: Arc<dyn SearchBackend>,
+    config: ApiConfig,
+) -> Router {
     let capability_statement = handlers::capability_statement(&config);
-    let state = Arc::new(AppState { log, history, config, capability_statement });
+    let state = Arc::new(AppState { log, history, search, config, capability_statement });
     handlers::routes(state).layer(CatchPanicLayer::custom(|_| {
         axum::response::IntoResponse::into_response(ApiError::Internal("a request handler panicked".into()))
     }))

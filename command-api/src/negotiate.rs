@@ -38,6 +38,16 @@ impl RequestContext {
         self.params.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
     }
 
+    /// Whether a `Prefer` header carries `token` (e.g. `handling=strict`, `read-your-writes`).
+    pub fn prefers(&self, token: &str) -> bool {
+        self.headers
+            .get_all("prefer")
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split([',', ';']))
+            .any(|part| part.trim().eq_ignore_ascii_case(token))
+    }
+
     pub fn header(&self, name: header::HeaderName) -> ApiResult<Option<&str>> {
         match self.headers.get(&name) {
             None => Ok(None),
@@ -171,6 +181,11 @@ pub async fn read_body(state: &AppState, headers: &HeaderMap, body: Body, kind: 
             )))
         }
     }
+    read_limited(state, headers, body).await
+}
+
+/// Reads a body up to the configured limit (413 beyond it).
+pub async fn read_limited(state: &AppState, headers: &HeaderMap, body: Body) -> ApiResult<Bytes> {
     let limit = state.config.max_body_bytes;
     let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|length| length > limit) {

@@ -4,7 +4,11 @@ use axum::body::Body;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
+use fhir_core::summary::{select_elements, summarize, SummaryMode};
+use serde_json::Value;
 use time::OffsetDateTime;
+
+use crate::error::{ApiError, ApiResult};
 
 pub const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
 
@@ -36,6 +40,25 @@ pub fn with_version_headers(mut response: Response, version: u64, last_modified:
         headers.insert(header::LAST_MODIFIED, value);
     }
     response
+}
+
+/// Applies `_summary` / `_elements` to a stored body; returns it untouched when neither is asked.
+pub fn shape(body: Bytes, summary: Option<SummaryMode>, elements: &[String]) -> ApiResult<Bytes> {
+    if summary.is_none() && elements.is_empty() {
+        return Ok(body);
+    }
+    let resource: Value = serde_json::from_slice(&body).map_err(|_| ApiError::Internal("a stored body is not JSON".into()))?;
+    let resource = match summary {
+        Some(mode) => summarize(&resource, mode),
+        None => resource,
+    };
+    let resource = if elements.is_empty() {
+        resource
+    } else {
+        let names: Vec<&str> = elements.iter().map(String::as_str).collect();
+        select_elements(&resource, &names)
+    };
+    serde_json::to_vec(&resource).map(Bytes::from).map_err(|error| ApiError::Internal(error.to_string()))
 }
 
 /// Re-serializes JSON text with indentation for `_pretty=true`; returns the input if it is not JSON.

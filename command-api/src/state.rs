@@ -6,6 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use event_log::EventLog;
 use fhir_core::history::{HistoryPage, HistoryQuery};
+use fhir_core::search::SearchQuery;
 
 /// The history read model, as the API sees it. The binary wires in the projector's store.
 #[async_trait]
@@ -33,6 +34,9 @@ pub struct ApiConfig {
     pub default_tenant: String,
     /// How long `_history` waits for the projection to catch up with the request's log position.
     pub history_wait: Duration,
+    /// How long a search asked to read its writes, or a conditional operation, waits for the
+    /// search index to catch up with the log.
+    pub search_wait: Duration,
 }
 
 impl Default for ApiConfig {
@@ -44,6 +48,7 @@ impl Default for ApiConfig {
             update_create: true,
             default_tenant: "default".into(),
             history_wait: Duration::from_secs(5),
+            search_wait: Duration::from_secs(5),
         }
     }
 }
@@ -51,7 +56,45 @@ impl Default for ApiConfig {
 pub struct AppState {
     pub log: Arc<dyn EventLog>,
     pub history: Arc<dyn HistoryIndex>,
+    pub search: Arc<dyn SearchBackend>,
     pub config: ApiConfig,
     /// The CapabilityStatement, rendered once at start-up.
     pub capability_statement: bytes::Bytes,
+}
+
+/// The search index, as the API sees it. The binary wires in the search projector's index.
+#[async_trait]
+pub trait SearchBackend: Send + Sync + 'static {
+    /// One page of `query` for `tenant` at `snapshot` (the index's checkpoint when `None`).
+    async fn search(&self, tenant: &str, query: &SearchQuery, page: SearchPageRequest) -> Result<SearchResult, SearchFailure>;
+
+    /// Waits until the index has applied the log up to `position`, or `timeout` passes.
+    async fn wait_for(&self, position: u64, timeout: Duration) -> bool;
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SearchPageRequest {
+    pub snapshot: Option<u64>,
+    pub offset: usize,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SearchResult {
+    /// The snapshot the page was computed at; later pages use the same one.
+    pub snapshot: u64,
+    /// Log positions of the matches on this page, in order.
+    pub matches: Vec<u64>,
+    /// Log positions of `_include`/`_revinclude` resources.
+    pub included: Vec<u64>,
+    pub total: Option<u64>,
+    pub has_next: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SearchFailure {
+    /// The query is valid FHIR but this index cannot answer it (a 400 saying so).
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("{0}")]
+    Internal(String),
 }

@@ -41,6 +41,7 @@ pub enum IssueType {
     Timeout,
     Throttled,
     Informational,
+    Incomplete,
 }
 
 /// One issue: what is wrong and, where it applies, the FHIRPath of the element at fault.

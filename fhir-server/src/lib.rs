@@ -6,10 +6,11 @@
 //! - [`serve`]: `run(config, listener, shutdown)`: open the log, start projectors, serve HTTP,
 //!   and shut down gracefully.
 //! - [`verify`]: walk the whole log and check every resource's hash chain.
-//! - [`history_index`]: the adapter from the history projector to the API's port.
+//! - [`history_index`], [`search_backend`]: adapters from the projectors to the API's ports.
 
 pub mod config;
 pub mod history_index;
+pub mod search_backend;
 pub mod serve;
 pub mod verify;
 

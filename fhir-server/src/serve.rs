@@ -1,5 +1,5 @@
-//! One process serving the FHIR API in embedded mode: the SQLite event log, the history
-//! projector as a task, and the axum server. Shutdown stops accepting connections, lets in-flight
+//! One process serving the FHIR API in embedded mode: the SQLite event log, the history and
+//! search projectors as tasks, and the axum server. Shutdown stops accepting connections, lets in-flight
 //! requests finish (their writes commit), stops the projector, then closes the log.
 
 use std::future::Future;
@@ -9,15 +9,18 @@ use anyhow::Context;
 use event_log::sqlite::{SqliteEventLog, SqliteOptions, Synchronous};
 use event_log::EventLog;
 use projector_history::HistoryStore;
+use projector_search::SearchIndex;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::{Config, SyncMode};
 use crate::history_index::ProjectedHistory;
+use crate::search_backend::IndexedSearch;
 
 /// File names inside the data directory.
 pub const LOG_FILE: &str = "events.db";
 pub const HISTORY_FILE: &str = "history.db";
+pub const SEARCH_FILE: &str = "search.db";
 
 /// Opens the embedded event log in `config.data_dir`, creating the directory if needed.
 pub fn open_log(config: &Config) -> anyhow::Result<Arc<SqliteEventLog>> {
@@ -36,18 +39,24 @@ pub fn open_log(config: &Config) -> anyhow::Result<Arc<SqliteEventLog>> {
 pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
     let log = open_log(&config)?;
     let history = Arc::new(HistoryStore::open(&config.data_dir.join(HISTORY_FILE)).context("cannot open the history projection")?);
+    let search = Arc::new(SearchIndex::open(&config.data_dir.join(SEARCH_FILE)).context("cannot open the search index")?);
     let (stop_projectors, projectors_stopped) = watch::channel(false);
     let dyn_log: Arc<dyn EventLog> = log.clone();
-    let projector = tokio::spawn(projector_history::run(history.clone(), dyn_log.clone(), projectors_stopped));
+    let projectors = [
+        tokio::spawn(projector_history::run(history.clone(), dyn_log.clone(), projectors_stopped.clone())),
+        tokio::spawn(projector_search::run(search.clone(), dyn_log.clone(), projectors_stopped)),
+    ];
 
-    let app = command_api::router(dyn_log, Arc::new(ProjectedHistory(history)), config.api_config());
+    let app = command_api::router(dyn_log, Arc::new(ProjectedHistory(history)), Arc::new(IndexedSearch(search)), config.api_config());
     let address = listener.local_addr().context("listener has no address")?;
     tracing::info!(%address, base_path = %config.base_path, data_dir = %config.data_dir.display(), "fhir server listening");
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await.context("http server failed")?;
 
     tracing::info!("http server stopped; stopping projectors");
     let _ = stop_projectors.send(true);
-    let _ = projector.await;
+    for projector in projectors {
+        let _ = projector.await;
+    }
     log.close().await;
     tracing::info!("event log closed");
     Ok(())

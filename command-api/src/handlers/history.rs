@@ -11,9 +11,8 @@ use bytes::Bytes;
 use event_log::{Event, Operation, StreamKey};
 use fhir_core::history::{HistoryQuery, HistoryScope};
 use fhir_core::instant::format_instant;
-use serde::Serialize;
-use serde_json::value::RawValue;
 
+use super::bundle::{link_url, raw, Bundle, Entry, EntryRequest, EntryResponse, Link};
 use super::{check_type, instance_key, FhirPath};
 use crate::error::{ApiError, ApiResult};
 use crate::negotiate::RequestContext;
@@ -67,70 +66,13 @@ async fn history(state: &AppState, context: &RequestContext, scope: HistoryScope
 
 /// The URL of this page (no cursor) or of the page before `before`, keeping the other parameters.
 fn link(context: &RequestContext, path: &str, before: Option<u64>) -> String {
-    let mut query = form_urlencoded::Serializer::new(String::new());
-    for (name, value) in context.params.iter().filter(|(name, _)| name != "_before") {
-        query.append_pair(name, value);
-    }
+    let mut params: Vec<(String, String)> = context.params.iter().filter(|(name, _)| name != "_before").cloned().collect();
     if let Some(before) = before {
-        query.append_pair("_before", &before.to_string());
+        params.push(("_before".into(), before.to_string()));
     }
-    let query = query.finish();
-    if query.is_empty() {
-        format!("{}/{path}", context.base_url)
-    } else {
-        format!("{}/{path}?{query}", context.base_url)
-    }
+    link_url(&context.base_url, path, &params)
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Bundle<'a> {
-    resource_type: &'static str,
-    id: String,
-    meta: Meta,
-    #[serde(rename = "type")]
-    bundle_type: &'static str,
-    link: Vec<Link>,
-    entry: Vec<Entry<'a>>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Meta {
-    last_updated: String,
-}
-
-#[derive(Serialize)]
-struct Link {
-    relation: &'static str,
-    url: String,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Entry<'a> {
-    full_url: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    resource: Option<&'a RawValue>,
-    request: EntryRequest,
-    response: EntryResponse,
-}
-
-#[derive(Serialize)]
-struct EntryRequest {
-    method: &'static str,
-    url: String,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct EntryResponse {
-    status: &'static str,
-    etag: String,
-    last_modified: String,
-}
-
-/// Serializes the Bundle with each stored body embedded as-is, without re-parsing it into a tree.
 fn history_bundle(base_url: &str, events: &[Event], self_link: String, next_link: Option<String>) -> ApiResult<Bytes> {
     let mut link = vec![Link { relation: "self", url: self_link }];
     if let Some(url) = next_link {
@@ -139,34 +81,23 @@ fn history_bundle(base_url: &str, events: &[Event], self_link: String, next_link
     let mut entry = Vec::with_capacity(events.len());
     for event in events {
         let StreamKey { resource_type, id, .. } = &event.key;
-        let resource = if event.operation == Operation::Delete {
-            None
-        } else {
-            Some(serde_json::from_slice::<&RawValue>(&event.body).map_err(|_| ApiError::Internal("a stored body is not JSON".into()))?)
-        };
+        let resource = if event.operation == Operation::Delete { None } else { Some(raw(&event.body)?) };
         let (method, url, status) = match event.operation {
             Operation::Create => ("POST", resource_type.clone(), "201 Created"),
             Operation::Update => ("PUT", format!("{resource_type}/{id}"), "200 OK"),
             Operation::Delete => ("DELETE", format!("{resource_type}/{id}"), "200 OK"),
         };
         entry.push(Entry {
-            full_url: format!("{base_url}/{resource_type}/{id}"),
+            full_url: Some(format!("{base_url}/{resource_type}/{id}")),
             resource,
-            request: EntryRequest { method, url },
-            response: EntryResponse {
+            search: None,
+            request: Some(EntryRequest { method, url }),
+            response: Some(EntryResponse {
                 status,
                 etag: format!("W/\"{}\"", event.version),
                 last_modified: format_instant(event.recorded_at),
-            },
+            }),
         });
     }
-    let bundle = Bundle {
-        resource_type: "Bundle",
-        id: uuid::Uuid::new_v4().to_string(),
-        meta: Meta { last_updated: format_instant(fhir_core::instant::now()) },
-        bundle_type: "history",
-        link,
-        entry,
-    };
-    serde_json::to_vec(&bundle).map(Bytes::from).map_err(|error| ApiError::Internal(error.to_string()))
+    Bundle::new("history", link, entry).to_bytes()
 }

@@ -8,7 +8,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
 use event_log::{Event, Operation};
-use fhir_core::summary::{select_elements, summarize, SummaryMode};
+use fhir_core::summary::SummaryMode;
 use fhir_core::{operation_outcome, Issue, IssueType};
 use serde_json::Value;
 
@@ -16,7 +16,7 @@ use super::{instance_key, FhirPath};
 use crate::error::{ApiError, ApiResult};
 use crate::negotiate::{read_body, BodyKind, PreferReturn, RequestContext};
 use crate::resource::{parse_resource, validate};
-use crate::respond::{fhir_json_response, parse_etag, prettify, with_version_headers};
+use crate::respond::{fhir_json_response, parse_etag, prettify, shape, with_version_headers};
 use crate::state::AppState;
 use crate::write::{write_with_retry, Plan, Written};
 
@@ -77,32 +77,20 @@ fn not_modified(context: &RequestContext, event: &Event) -> ApiResult<bool> {
     Ok(false)
 }
 
-/// Applies `_summary` / `_elements` to a stored body; returns it untouched when neither is asked.
+/// Applies `_summary` / `_elements` from the request to a stored body.
 fn view(context: &RequestContext, body: Bytes) -> ApiResult<Bytes> {
-    let summary = context.param("_summary").map(|text| {
-        SummaryMode::parse(text).ok_or_else(|| ApiError::invalid("_summary must be one of true, text, data, count, false"))
-    });
-    let summary = summary.transpose()?;
+    let summary = context
+        .param("_summary")
+        .map(|text| SummaryMode::parse(text).ok_or_else(|| ApiError::invalid("_summary must be one of true, text, data, count, false")))
+        .transpose()?;
     if summary == Some(SummaryMode::Count) {
         return Err(ApiError::invalid("_summary=count applies to searches, not to a read"));
     }
-    let elements = context.param("_elements");
-    if summary.is_none() && elements.is_none() {
-        return Ok(body);
-    }
-    let resource: Value = serde_json::from_slice(&body).map_err(|_| ApiError::Internal("a stored body is not JSON".into()))?;
-    let resource = match summary {
-        Some(mode) => summarize(&resource, mode),
-        None => resource,
-    };
-    let resource = match elements {
-        Some(list) => {
-            let names: Vec<&str> = list.split(',').map(str::trim).filter(|name| !name.is_empty()).collect();
-            select_elements(&resource, &names)
-        }
-        None => resource,
-    };
-    serde_json::to_vec(&resource).map(Bytes::from).map_err(|e| ApiError::Internal(e.to_string()))
+    let elements: Vec<String> = context
+        .param("_elements")
+        .map(|list| list.split(',').map(str::trim).filter(|name| !name.is_empty()).map(String::from).collect())
+        .unwrap_or_default();
+    shape(body, summary, &elements)
 }
 
 fn if_match(context: &RequestContext) -> ApiResult<Option<u64>> {

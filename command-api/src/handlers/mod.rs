@@ -1,8 +1,10 @@
 //! The HTTP routes of the FHIR API and their handlers, one file per family of interactions.
 
+mod bundle;
 mod capability;
 mod history;
 mod instance;
+mod search;
 mod type_level;
 
 use std::sync::Arc;
@@ -11,7 +13,7 @@ use axum::extract::{FromRequestParts, MatchedPath, Path, Request};
 use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::Router;
 use event_log::StreamKey;
 use serde::de::DeserializeOwned;
@@ -27,8 +29,8 @@ pub fn routes(state: Arc<AppState>) -> Router {
     let api = Router::new()
         .route("/metadata", get(capability::metadata))
         .route("/_history", get(history::system_history))
-        .route("/", post(type_level::bundle))
-        .route("/{type}", get(type_level::search).post(type_level::create))
+        .route("/", get(search::system_search).post(type_level::bundle))
+        .route("/{type}", get(search::type_search).post(type_level::create))
         .route("/{type}/_history", get(history::type_history))
         .route(
             "/{type}/{id}",
@@ -40,7 +42,15 @@ pub fn routes(state: Arc<AppState>) -> Router {
         .route_layer(axum::middleware::from_fn(log_request))
         .with_state(state.clone());
     let base_path = state.config.base_path.trim_end_matches('/');
-    let router = if base_path.is_empty() { api } else { Router::new().nest(base_path, api) };
+    let router = if base_path.is_empty() {
+        api
+    } else {
+        // `[base]/` is the base too (system search, bundles).
+        Router::new()
+            .route(&format!("{base_path}/"), get(search::system_search).post(type_level::bundle))
+            .with_state(state.clone())
+            .nest(base_path, api)
+    };
     router.fallback(not_found)
 }
 

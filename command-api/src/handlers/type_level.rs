@@ -1,5 +1,5 @@
-//! Type-level interactions: create, `$validate`, and the interactions later issues add
-//! (search, batch/transaction), which answer 501 until then.
+//! Type-level interactions: create, `$validate`, and batch/transaction (which answers 501 until
+//! it is implemented).
 
 use std::sync::Arc;
 
@@ -48,6 +48,7 @@ pub async fn operation(
     check_type(&resource_type)?;
     match operation.as_str() {
         "$validate" => validate_operation(&state, &resource_type, &context, body).await,
+        "_search" => super::search::type_search_post(&state, &resource_type, &context, body).await,
         name if name.starts_with('$') => Err(ApiError::NotFound(format!("operation {name} is not supported on {resource_type}"))),
         _ => Err(ApiError::MethodNotAllowed("POST is not allowed on a resource instance; use PUT to update".into())),
     }
@@ -82,11 +83,6 @@ async fn validate_operation(state: &AppState, resource_type: &str, context: &Req
         body = prettify(body);
     }
     Ok(fhir_json_response(StatusCode::OK, body))
-}
-
-pub async fn search(FhirPath(resource_type): FhirPath<String>) -> ApiResult<Response> {
-    check_type(&resource_type)?;
-    Err(ApiError::NotImplemented("search is not implemented yet on this server".into()))
 }
 
 pub async fn bundle() -> ApiResult<Response> {

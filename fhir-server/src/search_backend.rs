@@ -1,0 +1,35 @@
+//! Wires the search projector's index into the API's `SearchBackend` port.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use command_api::{SearchFailure, SearchPageRequest, SearchResult};
+use fhir_core::search::SearchQuery;
+use projector_search::{PageRequest, SearchError, SearchIndex};
+
+pub struct IndexedSearch(pub Arc<SearchIndex>);
+
+#[async_trait]
+impl command_api::SearchBackend for IndexedSearch {
+    async fn search(&self, tenant: &str, query: &SearchQuery, page: SearchPageRequest) -> Result<SearchResult, SearchFailure> {
+        let index = self.0.clone();
+        let tenant = tenant.to_string();
+        let query = query.clone();
+        let snapshot = page.snapshot.unwrap_or_else(|| index.checkpoint());
+        let request = PageRequest { snapshot, offset: page.offset };
+        let found = tokio::task::spawn_blocking(move || index.search(&tenant, &query, request))
+            .await
+            .map_err(|error| SearchFailure::Internal(error.to_string()))?;
+        match found {
+            Ok(page) => Ok(SearchResult { snapshot, matches: page.matches, included: page.included, total: page.total, has_next: page.has_next }),
+            Err(SearchError::Unsupported(why)) => Err(SearchFailure::Unsupported(why.to_string())),
+            Err(SearchError::Index(error)) => Err(SearchFailure::Internal(error.to_string())),
+        }
+    }
+
+    async fn wait_for(&self, position: u64, timeout: Duration) -> bool {
+        let mut checkpoint = self.0.watch_checkpoint();
+        tokio::time::timeout(timeout, checkpoint.wait_for(|applied| *applied >= position)).await.is_ok_and(|r| r.is_ok())
+    }
+}
