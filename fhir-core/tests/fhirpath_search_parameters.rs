@@ -82,9 +82,10 @@ fn instances() -> Vec<(String, &'static Value)> {
 
 fn applies_to(parameter: &SearchParameter, resource_type: &str) -> bool {
     let is_domain_resource = r4().is_domain_resource(resource_type);
-    parameter.base.iter().any(|base| {
-        base == resource_type || base == "Resource" || (base == "DomainResource" && is_domain_resource)
-    })
+    parameter
+        .base
+        .iter()
+        .any(|base| base == resource_type || base == "Resource" || (base == "DomainResource" && is_domain_resource))
 }
 
 struct Compiled {
@@ -102,7 +103,10 @@ fn compiled_parameters() -> Vec<Compiled> {
             let components = parameter
                 .component
                 .iter()
-                .map(|c| compile(&c.expression).unwrap_or_else(|e| panic!("{} component {}: {e}", parameter.url, c.expression)))
+                .map(|c| {
+                    compile(&c.expression)
+                        .unwrap_or_else(|e| panic!("{} component {}: {e}", parameter.url, c.expression))
+                })
                 .collect();
             Some(Compiled { parameter, expression, components })
         })
@@ -174,7 +178,9 @@ fn every_search_parameter_evaluates_on_every_example_of_its_base() {
                 for component in &compiled.components {
                     match component.evaluate_on(resource, item) {
                         Ok(found) => component_values += found.len(),
-                        Err(error) => errors.push(format!("{label} {} component {component}: {error}", compiled.parameter.url)),
+                        Err(error) => {
+                            errors.push(format!("{label} {} component {component}: {error}", compiled.parameter.url))
+                        }
                     }
                 }
             }
@@ -326,7 +332,12 @@ fn time_patient_search_parameters() {
         }
         let per_call = started.elapsed() / ROUNDS;
         total += per_call;
-        println!("{code:>20} {:>8.2} µs  {} values  {}", per_call.as_secs_f64() * 1e6, count / ROUNDS as usize, expression);
+        println!(
+            "{code:>20} {:>8.2} µs  {} values  {}",
+            per_call.as_secs_f64() * 1e6,
+            count / ROUNDS as usize,
+            expression
+        );
     }
     println!(
         "{} Patient parameters: {:.2} µs in all, {:.2} µs on average",

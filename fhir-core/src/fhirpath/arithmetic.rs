@@ -40,10 +40,7 @@ pub(crate) fn apply<'a>(op: BinaryOp, left: &[Item<'a>], right: &[Item<'a>]) -> 
             if unit_x == unit_y && matches!(op, BinaryOp::Add | BinaryOp::Subtract) =>
         {
             let value = if op == BinaryOp::Add { x + y } else { x - y };
-            Some(Item::new(
-                ItemValue::Quantity { value, unit: unit_x.into() },
-                ItemType::System(SystemType::Quantity),
-            ))
+            Some(Item::new(ItemValue::Quantity { value, unit: unit_x.into() }, ItemType::System(SystemType::Quantity)))
         }
         _ => return Err(invalid(operation, "unsupported operand types")),
     };

@@ -21,9 +21,9 @@ pub(crate) enum Expr {
     Resource,
     /// `%context`: the item the evaluation started from.
     Context,
-    /// An identifier that starts a path: the focus itself when its type is (or derives from) the
-    /// named type (`Patient` in `Patient.name`, `Resource` in `Resource.id`), else the focus's
-    /// child of that name (`id`).
+    /// An identifier that starts a path: a type name tests the focus (`Patient` in
+    /// `Patient.name`, `Resource` in `Resource.id` give the focus if it is of that type, else
+    /// nothing); any other name is the focus's child of that name (`id`).
     Identifier(Name),
     /// `target.name`
     Member(Box<Expr>, Name),
@@ -44,8 +44,10 @@ pub(crate) enum Expr {
 pub(crate) struct Name {
     pub name: Box<str>,
     pub primitive_element: Box<str>,
-    /// Starts with an upper-case letter, so it may name a type (`Patient`, `Resource`).
-    pub may_be_type: bool,
+    /// The R4 type of that name (`Patient`, `Resource`), if there is one: at the start of a
+    /// path it then tests the focus's type instead of naming an element (R4 element names never
+    /// start with a capital letter).
+    pub type_name: Option<&'static str>,
 }
 
 impl Name {
@@ -53,7 +55,10 @@ impl Name {
         Name {
             name: name.into(),
             primitive_element: format!("_{name}").into(),
-            may_be_type: name.starts_with(|c: char| c.is_ascii_uppercase()),
+            type_name: match name.starts_with(|c: char| c.is_ascii_uppercase()) {
+                true => crate::definitions::r4().type_def(name).map(|def| def.name.as_str()),
+                false => None,
+            },
         }
     }
 }

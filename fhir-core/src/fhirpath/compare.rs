@@ -62,13 +62,17 @@ fn json_scalar(node: &Value, item_type: ItemType) -> Option<Scalar<'_>> {
             _ => Scalar::String(text),
         },
         Value::Object(object) => {
-            let is_quantity = matches!(item_type, ItemType::Fhir(fhir) if fhir_is_a(fhir.name, "Quantity"));
-            match (is_quantity, object.get("value").and_then(Value::as_f64)) {
-                (true, Some(value)) => {
+            // The numeric `value` is checked first: it is cheaper than walking the type's bases.
+            let quantity_value = object
+                .get("value")
+                .and_then(Value::as_f64)
+                .filter(|_| matches!(item_type, ItemType::Fhir(fhir) if fhir_is_a(fhir.name, "Quantity")));
+            match quantity_value {
+                Some(value) => {
                     let unit = object.get("code").or_else(|| object.get("unit")).and_then(Value::as_str);
                     Scalar::Quantity(value, unit.unwrap_or("1"))
                 }
-                _ => Scalar::Node(node),
+                None => Scalar::Node(node),
             }
         }
         Value::Array(_) => Scalar::Node(node),
@@ -88,11 +92,8 @@ pub(crate) fn equal(left: &Item<'_>, right: &Item<'_>) -> Option<bool> {
         _ => match (number(left), number(right)) {
             (Some(a), Some(b)) => Some(a == b),
             _ => match (date_range(left), date_range(right)) {
-                (Some(a), Some(b)) => match order_ranges(a, b) {
-                    Some(ordering) => Some(ordering.is_eq()),
-                    // Overlapping ranges of different precision: unknown, but disjoint ones differ.
-                    None => None,
-                },
+                // Overlapping ranges of different precision are unknown; disjoint ones differ.
+                (Some(a), Some(b)) => order_ranges(a, b).map(Ordering::is_eq),
                 _ => Some(false),
             },
         },
@@ -187,6 +188,14 @@ fn date_range(scalar: Scalar<'_>) -> Option<Range> {
     Some((start.unix_timestamp_nanos(), end.unix_timestamp_nanos()))
 }
 
+/// Where a date, dateTime or time value starts, in nanoseconds: equal values start together.
+pub(crate) fn date_or_time_start(scalar: Scalar<'_>) -> Option<i128> {
+    match scalar {
+        Scalar::Time(text) => time_range(text).map(|range| range.0),
+        other => date_range(other).map(|range| range.0),
+    }
+}
+
 const SECOND: i128 = 1_000_000_000;
 
 /// The range of a time of day, `HH[:MM[:SS[.fff]]]`, in nanoseconds since midnight.
@@ -256,12 +265,15 @@ mod tests {
 
     #[test]
     fn ranges_of_different_precision_order_when_disjoint() {
-        let year_2012 = (0, 100);
-        let day_in_2013 = (200, 201);
-        let day_in_2012 = (50, 51);
-        assert_eq!(order_ranges(year_2012, day_in_2013), Some(Ordering::Less));
-        assert_eq!(order_ranges(day_in_2013, year_2012), Some(Ordering::Greater));
-        assert_eq!(order_ranges(year_2012, day_in_2012), None);
-        assert_eq!(order_ranges(day_in_2012, (50, 51)), Some(Ordering::Equal));
+        const DAY: i128 = 86_400 * SECOND;
+        let year = (0, 365 * DAY);
+        let day_next_year = (400 * DAY, 401 * DAY);
+        let day_in_year = (50 * DAY, 51 * DAY);
+        assert_eq!(order_ranges(year, day_next_year), Some(Ordering::Less));
+        assert_eq!(order_ranges(day_next_year, year), Some(Ordering::Greater));
+        assert_eq!(order_ranges(year, day_in_year), None);
+        assert_eq!(order_ranges(day_in_year, (50 * DAY, 51 * DAY)), Some(Ordering::Equal));
+        // A second and a millisecond within it are one precision.
+        assert_eq!(order_ranges((0, SECOND), (0, SECOND / 1000)), Some(Ordering::Equal));
     }
 }

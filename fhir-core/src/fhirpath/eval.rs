@@ -7,13 +7,14 @@
 
 use std::cmp::Ordering;
 
-use super::ast::{BinaryOp, Expr, Literal, TypeOp};
+use super::ast::{BinaryOp, Expr, Literal, Name, TypeOp};
 use super::compare;
+use super::distinct::DistinctItems;
 use super::error::FhirPathError;
 use super::functions;
 use super::item::{Item, ItemType, ItemValue, SystemType};
 use super::navigate;
-use super::types::{fhir_is_a, is_of_type};
+use super::types::{fhir_is_a, is_of_type, TypeSpec};
 
 /// What stays the same for a whole evaluation.
 pub(crate) struct Env<'a> {
@@ -33,6 +34,8 @@ pub(crate) struct Focus<'f, 'a> {
 pub(crate) type Collection<'a> = Vec<Item<'a>>;
 
 pub(crate) fn eval<'a>(expr: &Expr, env: &Env<'a>, focus: Focus<'_, 'a>) -> Result<Collection<'a>, FhirPathError> {
+    // Each recursive case is its own function so that this frame, on the stack once per level
+    // of the tree, stays small (debug builds give every match arm's locals their own slots).
     match expr {
         Expr::Literal(literal) => Ok(vec![literal_item(literal)]),
         Expr::Empty => Ok(Vec::new()),
@@ -40,77 +43,82 @@ pub(crate) fn eval<'a>(expr: &Expr, env: &Env<'a>, focus: Focus<'_, 'a>) -> Resu
         Expr::Index => Ok(focus.index.map(|i| Item::integer(i as i64)).into_iter().collect()),
         Expr::Resource => Ok(vec![env.resource.clone()]),
         Expr::Context => Ok(vec![env.context.clone()]),
-        Expr::Identifier(name) => {
-            if name.may_be_type && is_type_named(focus.this, &name.name) {
-                return Ok(vec![focus.this.clone()]);
-            }
-            let mut out = Vec::new();
-            navigate::child(focus.this, name, &mut out);
-            Ok(out)
-        }
-        Expr::Member(target, name) => {
-            let input = eval(target, env, focus)?;
-            let mut out = Vec::with_capacity(input.len());
-            for item in &input {
-                navigate::child(item, name, &mut out);
-            }
-            Ok(out)
-        }
+        Expr::Identifier(name) => Ok(identifier(name, focus.this)),
+        Expr::Member(target, name) => Ok(member(eval(target, env, focus)?, name)),
         Expr::Indexer(target, index) => {
             let input = eval(target, env, focus)?;
             let index = eval(index, env, focus)?;
-            let Some(index) = singleton(&index, "[]")? else {
-                return Ok(Vec::new());
-            };
-            let Some(index) = index.as_i64() else {
-                return Err(invalid("[]", "the index must be an integer"));
-            };
-            Ok(usize::try_from(index).ok().and_then(|i| input.into_iter().nth(i)).into_iter().collect())
+            indexer(input, &index)
         }
         Expr::Call(target, call) => functions::call(call, target, env, focus),
-        Expr::Type(op, target, spec) => {
-            let input = eval(target, env, focus)?;
-            match op {
-                TypeOp::Is => Ok(match singleton(&input, "is")? {
-                    Some(item) => vec![Item::boolean(is_of_type(item.item_type, *spec))],
-                    None => Vec::new(),
-                }),
-                TypeOp::As | TypeOp::OfType => {
-                    Ok(input.into_iter().filter(|item| is_of_type(item.item_type, *spec)).collect())
-                }
-            }
-        }
-        Expr::Negate(operand) => {
-            let input = eval(operand, env, focus)?;
-            let Some(item) = singleton(&input, "unary -")? else {
-                return Ok(Vec::new());
-            };
-            match compare::scalar(item) {
-                Some(compare::Scalar::Integer(value)) => Ok(value.checked_neg().map(Item::integer).into_iter().collect()),
-                Some(compare::Scalar::Decimal(value)) => Ok(vec![Item::decimal(-value)]),
-                Some(compare::Scalar::Quantity(value, unit)) => Ok(vec![quantity(-value, unit)]),
-                None => Ok(Vec::new()),
-                Some(_) => Err(invalid("unary -", "the operand must be a number or quantity")),
-            }
-        }
+        Expr::Type(op, target, spec) => type_operation(*op, eval(target, env, focus)?, *spec),
+        Expr::Negate(operand) => negate(&eval(operand, env, focus)?),
         Expr::Union(terms) => {
-            let mut out = Vec::new();
+            let mut out = DistinctItems::default();
             for term in terms {
-                for item in eval(term, env, focus)? {
-                    push_distinct(&mut out, item);
-                }
+                out.extend(eval(term, env, focus)?);
             }
-            Ok(out)
+            Ok(out.into_vec())
         }
         Expr::Binary(op, left, right) => binary(*op, left, right, env, focus),
     }
 }
 
-/// Whether the focus is of the type an identifier at the start of a path names.
-fn is_type_named(item: &Item<'_>, name: &str) -> bool {
-    match item.item_type {
-        ItemType::Fhir(fhir) => fhir_is_a(fhir.name, name),
-        _ => false,
+#[inline(never)]
+fn identifier<'a>(name: &Name, this: &Item<'a>) -> Collection<'a> {
+    if let (Some(type_name), ItemType::Fhir(fhir)) = (name.type_name, this.item_type) {
+        return match fhir_is_a(fhir.name, type_name) {
+            true => vec![this.clone()],
+            false => Vec::new(),
+        };
+    }
+    let mut out = Vec::new();
+    navigate::child(this, name, &mut out);
+    out
+}
+
+#[inline(never)]
+fn member<'a>(input: Collection<'a>, name: &Name) -> Collection<'a> {
+    let mut out = Vec::with_capacity(input.len());
+    for item in &input {
+        navigate::child(item, name, &mut out);
+    }
+    out
+}
+
+#[inline(never)]
+fn indexer<'a>(input: Collection<'a>, index: &[Item<'a>]) -> Result<Collection<'a>, FhirPathError> {
+    let Some(index) = singleton(index, "[]")? else {
+        return Ok(Vec::new());
+    };
+    let Some(index) = index.as_i64() else {
+        return Err(invalid("[]", "the index must be an integer"));
+    };
+    Ok(usize::try_from(index).ok().and_then(|i| input.into_iter().nth(i)).into_iter().collect())
+}
+
+#[inline(never)]
+fn type_operation<'a>(op: TypeOp, input: Collection<'a>, spec: TypeSpec) -> Result<Collection<'a>, FhirPathError> {
+    match op {
+        TypeOp::Is => Ok(match singleton(&input, "is")? {
+            Some(item) => vec![Item::boolean(is_of_type(item.item_type, spec))],
+            None => Vec::new(),
+        }),
+        TypeOp::As | TypeOp::OfType => Ok(input.into_iter().filter(|item| is_of_type(item.item_type, spec)).collect()),
+    }
+}
+
+#[inline(never)]
+fn negate<'a>(input: &[Item<'a>]) -> Result<Collection<'a>, FhirPathError> {
+    let Some(item) = singleton(input, "unary -")? else {
+        return Ok(Vec::new());
+    };
+    match compare::scalar(item) {
+        Some(compare::Scalar::Integer(value)) => Ok(value.checked_neg().map(Item::integer).into_iter().collect()),
+        Some(compare::Scalar::Decimal(value)) => Ok(vec![Item::decimal(-value)]),
+        Some(compare::Scalar::Quantity(value, unit)) => Ok(vec![quantity(-value, unit)]),
+        None => Ok(Vec::new()),
+        Some(_) => Err(invalid("unary -", "the operand must be a number or quantity")),
     }
 }
 
@@ -123,10 +131,9 @@ fn literal_item<'a>(literal: &Literal) -> Item<'a> {
         Literal::Date(text) => Item::new(ItemValue::Date(text.clone()), ItemType::System(SystemType::Date)),
         Literal::DateTime(text) => Item::new(ItemValue::DateTime(text.clone()), ItemType::System(SystemType::DateTime)),
         Literal::Time(text) => Item::new(ItemValue::Time(text.clone()), ItemType::System(SystemType::Time)),
-        Literal::Quantity(value, unit) => Item::new(
-            ItemValue::Quantity { value: *value, unit: unit.clone() },
-            ItemType::System(SystemType::Quantity),
-        ),
+        Literal::Quantity(value, unit) => {
+            Item::new(ItemValue::Quantity { value: *value, unit: unit.clone() }, ItemType::System(SystemType::Quantity))
+        }
     }
 }
 
@@ -170,12 +177,6 @@ pub(crate) fn same_item(a: &Item<'_>, b: &Item<'_>) -> bool {
     compare::equal(a, b) == Some(true)
 }
 
-pub(crate) fn push_distinct<'a>(out: &mut Collection<'a>, item: Item<'a>) {
-    if !out.iter().any(|existing| same_item(existing, &item)) {
-        out.push(item);
-    }
-}
-
 fn binary<'a>(
     op: BinaryOp,
     left: &Expr,
@@ -188,13 +189,20 @@ fn binary<'a>(
     }
     let left = eval(left, env, focus)?;
     let right = eval(right, env, focus)?;
+    apply_binary(op, left, right)
+}
+
+#[inline(never)]
+fn apply_binary<'a>(
+    op: BinaryOp,
+    left: Collection<'a>,
+    right: Collection<'a>,
+) -> Result<Collection<'a>, FhirPathError> {
     match op {
         BinaryOp::Union => {
-            let mut out = Vec::with_capacity(left.len() + right.len());
-            for item in left.into_iter().chain(right) {
-                push_distinct(&mut out, item);
-            }
-            Ok(out)
+            let mut out = DistinctItems::with_items(left);
+            out.extend(right);
+            Ok(out.into_vec())
         }
         BinaryOp::Equal | BinaryOp::NotEqual => {
             let equal = collections_equal(&left, &right);

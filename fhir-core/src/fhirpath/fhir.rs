@@ -29,9 +29,8 @@ pub(crate) fn extension<'a>(input: &[Item<'a>], url: &[Item<'a>]) -> Result<Coll
     for item in input {
         navigate::child(item, &name, &mut extensions);
     }
-    extensions.retain(|extension| {
-        extension.json().and_then(|node| node.get("url")).and_then(Value::as_str) == Some(url)
-    });
+    extensions
+        .retain(|extension| extension.json().and_then(|node| node.get("url")).and_then(Value::as_str) == Some(url));
     Ok(extensions)
 }
 
@@ -68,10 +67,7 @@ pub(crate) fn resolve<'a>(input: Collection<'a>, env: &Env<'a>) -> Collection<'a
 
 fn contained<'a>(resource: &Item<'a>, id: &str) -> Option<Item<'a>> {
     let contained = resource.json()?.get("contained")?.as_array()?;
-    contained
-        .iter()
-        .find(|c| c.get("id").and_then(Value::as_str) == Some(id))
-        .map(Item::resource)
+    contained.iter().find(|c| c.get("id").and_then(Value::as_str) == Some(id)).map(Item::resource)
 }
 
 fn type_from_name(name: &str) -> Option<ItemType> {
@@ -104,7 +100,10 @@ pub(crate) fn member_of<'a>(input: &[Item<'a>], url: &[Item<'a>]) -> Result<Coll
     let Some(value_set) = definitions.value_set(url).filter(|vs| vs.is_checkable()) else {
         return Ok(Vec::new());
     };
-    let in_coding = |coding: &Value| match (coding.get("system").and_then(Value::as_str), coding.get("code").and_then(Value::as_str)) {
+    let in_coding = |coding: &Value| match (
+        coding.get("system").and_then(Value::as_str),
+        coding.get("code").and_then(Value::as_str),
+    ) {
         (Some(system), Some(code)) => value_set.contains(system, code),
         (None, Some(code)) => value_set.contains_code(code),
         _ => false,

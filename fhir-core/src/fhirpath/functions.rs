@@ -10,10 +10,9 @@ use std::collections::HashSet;
 use serde_json::Value;
 
 use super::ast::{Call, Expr, Function};
+use super::distinct::DistinctItems;
 use super::error::FhirPathError;
-use super::eval::{
-    boolean_collection, eval, invalid, push_distinct, same_item, singleton, to_boolean, Collection, Env, Focus,
-};
+use super::eval::{boolean_collection, eval, invalid, same_item, singleton, to_boolean, Collection, Env, Focus};
 use super::item::{Item, ItemType, ItemValue, SystemType};
 use super::{fhir, navigate, strings};
 
@@ -21,25 +20,47 @@ use super::{fhir, navigate, strings};
 /// resource the server accepts, low enough to stop a runaway `repeat` over computed values.
 const REPEAT_LIMIT: usize = 1_000_000;
 
+/// The most computed values `repeat()` may produce: `repeat($this & 'a')` never ends, and each
+/// value is compared with all before it.
+const COMPUTED_REPEAT_LIMIT: usize = 1_000;
+
 pub(crate) fn call<'a>(
     call: &Call,
     target: &Expr,
     env: &Env<'a>,
     focus: Focus<'_, 'a>,
 ) -> Result<Collection<'a>, FhirPathError> {
+    // Kept small, with the work in separate functions: this frame is on the stack once per level
+    // of nested calls.
     let input = eval(target, env, focus)?;
-    let argument = |i: usize| -> Result<Collection<'a>, FhirPathError> {
-        match call.args.get(i) {
-            Some(arg) => eval(arg, env, focus),
-            None => Ok(Vec::new()),
+    match call.function {
+        Function::Where | Function::Select | Function::Repeat | Function::All | Function::Exists => {
+            lambda(call, input, env)
         }
-    };
+        Function::Iif => iif(call, &input, env, focus),
+        _ => {
+            let mut args = Vec::with_capacity(call.args.len());
+            for arg in &call.args {
+                args.push(eval(arg, env, focus)?);
+            }
+            plain(call, input, args, env)
+        }
+    }
+}
+
+/// The functions whose argument is evaluated once per input item, with it as `$this`.
+#[inline(never)]
+fn lambda<'a>(call: &Call, input: Collection<'a>, env: &Env<'a>) -> Result<Collection<'a>, FhirPathError> {
     let name = call.function.name();
+    let Some(arg) = call.args.first() else {
+        // Only `exists()` may come without its criterion.
+        return Ok(vec![Item::boolean(!input.is_empty())]);
+    };
     match call.function {
         Function::Where => {
             let mut out = Vec::new();
             for (i, item) in input.into_iter().enumerate() {
-                if criterion(&call.args[0], env, &item, i, name)? == Some(true) {
+                if criterion(arg, env, &item, i, name)? == Some(true) {
                     out.push(item);
                 }
             }
@@ -48,33 +69,44 @@ pub(crate) fn call<'a>(
         Function::Select => {
             let mut out = Vec::new();
             for (i, item) in input.iter().enumerate() {
-                out.extend(eval(&call.args[0], env, Focus { this: item, index: Some(i) })?);
+                out.extend(eval(arg, env, Focus { this: item, index: Some(i) })?);
             }
             Ok(out)
         }
         Function::Repeat => repeat(&input, REPEAT_LIMIT, |item, out| {
-            out.extend(eval(&call.args[0], env, Focus { this: item, index: None })?);
+            out.extend(eval(arg, env, Focus { this: item, index: None })?);
             Ok(())
         }),
         Function::All => {
             for (i, item) in input.iter().enumerate() {
-                if criterion(&call.args[0], env, item, i, name)? != Some(true) {
+                if criterion(arg, env, item, i, name)? != Some(true) {
                     return Ok(vec![Item::boolean(false)]);
                 }
             }
             Ok(vec![Item::boolean(true)])
         }
-        Function::Exists => match call.args.first() {
-            None => Ok(vec![Item::boolean(!input.is_empty())]),
-            Some(arg) => {
-                for (i, item) in input.iter().enumerate() {
-                    if criterion(arg, env, item, i, name)? == Some(true) {
-                        return Ok(vec![Item::boolean(true)]);
-                    }
+        _ => {
+            for (i, item) in input.iter().enumerate() {
+                if criterion(arg, env, item, i, name)? == Some(true) {
+                    return Ok(vec![Item::boolean(true)]);
                 }
-                Ok(vec![Item::boolean(false)])
             }
-        },
+            Ok(vec![Item::boolean(false)])
+        }
+    }
+}
+
+/// The other functions, given their evaluated arguments.
+#[inline(never)]
+fn plain<'a>(
+    call: &Call,
+    input: Collection<'a>,
+    args: Vec<Collection<'a>>,
+    env: &Env<'a>,
+) -> Result<Collection<'a>, FhirPathError> {
+    let name = call.function.name();
+    let argument = |i: usize| -> &[Item<'a>] { args.get(i).map_or(&[], Vec::as_slice) };
+    match call.function {
         Function::Empty => Ok(vec![Item::boolean(input.is_empty())]),
         Function::Not => Ok(boolean_collection(to_boolean(&input, name)?.map(|b| !b))),
         Function::AllTrue => Ok(vec![Item::boolean(input.iter().all(|i| i.as_bool() == Some(true)))]),
@@ -92,24 +124,22 @@ pub(crate) fn call<'a>(
         Function::Last => Ok(input.into_iter().last().into_iter().collect()),
         Function::Tail => Ok(input.into_iter().skip(1).collect()),
         Function::Skip => {
-            let count = integer_argument(&argument(0)?, name)?.unwrap_or(0);
+            let count = integer_argument(argument(0), name)?.unwrap_or(0);
             Ok(input.into_iter().skip(usize::try_from(count).unwrap_or(0)).collect())
         }
         Function::Take => {
-            let count = integer_argument(&argument(0)?, name)?.unwrap_or(0);
+            let count = integer_argument(argument(0), name)?.unwrap_or(0);
             Ok(input.into_iter().take(usize::try_from(count).unwrap_or(0)).collect())
         }
         Function::Single => Ok(singleton(&input, name)?.cloned().into_iter().collect()),
         Function::Union => {
-            let mut out = Vec::new();
-            for item in input.into_iter().chain(argument(0)?) {
-                push_distinct(&mut out, item);
-            }
-            Ok(out)
+            let mut out = DistinctItems::with_items(input);
+            out.extend(argument(0).iter().cloned());
+            Ok(out.into_vec())
         }
         Function::Combine => {
             let mut out = input;
-            out.extend(argument(0)?);
+            out.extend(argument(0).iter().cloned());
             Ok(out)
         }
         Function::Children => {
@@ -123,11 +153,10 @@ pub(crate) fn call<'a>(
             navigate::children(item, out);
             Ok(())
         }),
-        Function::Extension => fhir::extension(&input, &argument(0)?),
-        Function::HasExtension => Ok(vec![Item::boolean(!fhir::extension(&input, &argument(0)?)?.is_empty())]),
+        Function::Extension => fhir::extension(&input, argument(0)),
+        Function::HasExtension => Ok(vec![Item::boolean(!fhir::extension(&input, argument(0))?.is_empty())]),
         Function::Resolve => Ok(fhir::resolve(input, env)),
-        Function::MemberOf => fhir::member_of(&input, &argument(0)?),
-        Function::Iif => iif(call, &input, env, focus),
+        Function::MemberOf => fhir::member_of(&input, argument(0)),
         // Trace output would be patient data in logs; the input passes through unchanged.
         Function::Trace => Ok(input),
         Function::Today => {
@@ -139,23 +168,7 @@ pub(crate) fn call<'a>(
             let now = crate::instant::format_instant(crate::instant::now());
             Ok(vec![Item::new(ItemValue::DateTime(now.into()), ItemType::System(SystemType::DateTime))])
         }
-        Function::Contains
-        | Function::StartsWith
-        | Function::EndsWith
-        | Function::Matches
-        | Function::ReplaceMatches
-        | Function::Replace
-        | Function::Substring
-        | Function::IndexOf
-        | Function::Lower
-        | Function::Upper
-        | Function::Length
-        | Function::ToString
-        | Function::ToInteger
-        | Function::ToDecimal => {
-            let args = (0..call.args.len()).map(argument).collect::<Result<Vec<_>, _>>()?;
-            strings::call(call, &input, &args)
-        }
+        _ => strings::call(call, &input, &args),
     }
 }
 
@@ -178,11 +191,7 @@ fn integer_argument(items: &[Item<'_>], operation: &'static str) -> Result<Optio
 }
 
 fn distinct(input: Collection<'_>) -> Collection<'_> {
-    let mut out = Vec::with_capacity(input.len());
-    for item in input {
-        push_distinct(&mut out, item);
-    }
-    out
+    DistinctItems::with_items(input).into_vec()
 }
 
 /// Applies `step` to the input, then to what it produced, until nothing new appears; returns
@@ -195,6 +204,7 @@ fn repeat<'a>(
 ) -> Result<Collection<'a>, FhirPathError> {
     let mut out: Collection<'a> = Vec::new();
     let mut seen_nodes: HashSet<*const Value> = HashSet::new();
+    let mut computed = 0usize;
     let mut pending: Collection<'a> = input.to_vec();
     while !pending.is_empty() {
         let mut produced = Vec::new();
@@ -205,7 +215,13 @@ fn repeat<'a>(
         for item in produced {
             let new = match item.value {
                 ItemValue::Json(node) => seen_nodes.insert(node as *const Value),
-                _ => !out.iter().any(|existing| same_item(existing, &item)),
+                _ => {
+                    computed += 1;
+                    if computed > COMPUTED_REPEAT_LIMIT {
+                        return Err(FhirPathError::TooManyItems { limit: COMPUTED_REPEAT_LIMIT });
+                    }
+                    !out.iter().any(|existing| same_item(existing, &item))
+                }
             };
             if new {
                 out.push(item.clone());
@@ -221,14 +237,22 @@ fn repeat<'a>(
 
 /// `iif(criterion, true-result [, otherwise-result])`: only the chosen branch is evaluated. The
 /// criterion is evaluated on the input item when there is one.
-fn iif<'a>(call: &Call, input: &[Item<'a>], env: &Env<'a>, focus: Focus<'_, 'a>) -> Result<Collection<'a>, FhirPathError> {
+fn iif<'a>(
+    call: &Call,
+    input: &[Item<'a>],
+    env: &Env<'a>,
+    focus: Focus<'_, 'a>,
+) -> Result<Collection<'a>, FhirPathError> {
     let focus = match singleton(input, "iif")? {
         Some(item) => Focus { this: item, index: focus.index },
         None => focus,
     };
-    let condition = to_boolean(&eval(&call.args[0], env, focus)?, "iif")?;
-    match (condition, call.args.get(2)) {
-        (Some(true), _) => eval(&call.args[1], env, focus),
+    // The parser checked the arity; the pattern keeps that from being a hidden contract.
+    let [criterion, when_true, otherwise @ ..] = call.args.as_slice() else {
+        return Err(invalid("iif", "needs a criterion and a result"));
+    };
+    match (to_boolean(&eval(criterion, env, focus)?, "iif")?, otherwise.first()) {
+        (Some(true), _) => eval(when_true, env, focus),
         (_, Some(otherwise)) => eval(otherwise, env, focus),
         (_, None) => Ok(Vec::new()),
     }

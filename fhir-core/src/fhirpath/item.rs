@@ -26,7 +26,10 @@ pub enum ItemValue<'a> {
     Date(Arc<str>),
     DateTime(Arc<str>),
     Time(Arc<str>),
-    Quantity { value: f64, unit: Arc<str> },
+    Quantity {
+        value: f64,
+        unit: Arc<str>,
+    },
     /// What `resolve()` gives for a reference it cannot follow (it is not to a contained
     /// resource): the `Reference` object or canonical/uri string, typed as the resource type the
     /// reference names, so that `resolve() is Patient` can be answered.

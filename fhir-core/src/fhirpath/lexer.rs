@@ -3,6 +3,8 @@
 //! Keywords (`and`, `div`, `is`, `true`, ...) come out as plain identifiers: whether `contains` is
 //! an operator or a function name depends on where it stands, which only the parser knows.
 
+use std::fmt;
+
 use super::error::FhirPathError;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -326,5 +328,50 @@ impl Lexer<'_> {
             }
             _ => {}
         }
+    }
+}
+
+impl fmt::Display for Token {
+    /// How a token is named in syntax errors.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = match self {
+            Token::Identifier(name) => format!("'{name}'"),
+            Token::Delimited(name) => format!("`{name}`"),
+            Token::String(_) => "a string".into(),
+            Token::Number(text) => format!("number {text}"),
+            Token::DateTime(text) => format!("@{text}"),
+            Token::Time(text) => format!("@T{text}"),
+            Token::Variable(name) => format!("%{name}"),
+            Token::Special(name) => format!("${name}"),
+            Token::End => "end of expression".into(),
+            Token::Symbol(symbol) => {
+                let text = match symbol {
+                    Symbol::Dot => ".",
+                    Symbol::Comma => ",",
+                    Symbol::OpenParen => "(",
+                    Symbol::CloseParen => ")",
+                    Symbol::OpenBracket => "[",
+                    Symbol::CloseBracket => "]",
+                    Symbol::OpenBrace => "{",
+                    Symbol::CloseBrace => "}",
+                    Symbol::Plus => "+",
+                    Symbol::Minus => "-",
+                    Symbol::Star => "*",
+                    Symbol::Slash => "/",
+                    Symbol::Ampersand => "&",
+                    Symbol::Pipe => "|",
+                    Symbol::Equal => "=",
+                    Symbol::NotEqual => "!=",
+                    Symbol::Tilde => "~",
+                    Symbol::NotTilde => "!~",
+                    Symbol::Less => "<",
+                    Symbol::LessEqual => "<=",
+                    Symbol::Greater => ">",
+                    Symbol::GreaterEqual => ">=",
+                };
+                format!("'{text}'")
+            }
+        };
+        f.write_str(&text)
     }
 }

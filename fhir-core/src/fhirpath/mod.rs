@@ -18,12 +18,12 @@
 //! ```
 //!
 //! Layout:
-//! - `lexer`, `parser`: text to the syntax tree of `ast`, with functions, types and
+//! - `lexer`, `parser`, `literals`: text to the syntax tree of `ast`, with functions, types and
 //!   environment variables resolved at compile time.
 //! - [`item`]: the items of a collection and their types.
 //! - `navigate`: typed path steps over JSON; `types`: `is`/`as`/`ofType`.
 //! - `eval`: the evaluator and operators; `compare`: equality and ordering (partial dates);
-//!   `arithmetic`: `+ - * / div mod &`.
+//!   `distinct`: duplicate-free collections for `|`; `arithmetic`: `+ - * / div mod &`.
 //! - `functions`, `strings`, `fhir`: the function library.
 //!
 //! Deliberate departures from the specification, for R4 search parameters:
@@ -35,12 +35,14 @@
 mod arithmetic;
 mod ast;
 mod compare;
+mod distinct;
 mod error;
 mod eval;
 mod fhir;
 mod functions;
 pub mod item;
 mod lexer;
+mod literals;
 mod navigate;
 mod parser;
 mod strings;

@@ -36,7 +36,12 @@ pub(crate) fn child<'a>(item: &Item<'a>, name: &Name, out: &mut Vec<Item<'a>>) {
     }
 }
 
-fn typed_child<'a>(object: &'a Map<String, Value>, structure: &'static Structure, name: &Name, out: &mut Vec<Item<'a>>) {
+fn typed_child<'a>(
+    object: &'a Map<String, Value>,
+    structure: &'static Structure,
+    name: &Name,
+    out: &mut Vec<Item<'a>>,
+) {
     if let Some((_, element_type)) = structure.child(&name.name) {
         push_typed(object.get(&*name.name), object.get(&*name.primitive_element), element_type, out);
         return;
@@ -137,7 +142,12 @@ fn push_values<'a>(
     }
 }
 
-fn push_one<'a>(value: &'a Value, primitive_element: Option<&'a Value>, item_type: Option<ItemType>, out: &mut Vec<Item<'a>>) {
+fn push_one<'a>(
+    value: &'a Value,
+    primitive_element: Option<&'a Value>,
+    item_type: Option<ItemType>,
+    out: &mut Vec<Item<'a>>,
+) {
     if value.is_null() && primitive_element.is_none() {
         return;
     }
@@ -182,7 +192,9 @@ fn type_from_suffix(suffix: &str) -> ItemType {
         None => return ItemType::Unknown,
     };
     match Primitive::from_name(&primitive_name) {
-        Some(primitive) => ItemType::Fhir(FhirType { name: primitive.name(), structure: None, primitive: Some(primitive) }),
+        Some(primitive) => {
+            ItemType::Fhir(FhirType { name: primitive.name(), structure: None, primitive: Some(primitive) })
+        }
         None => ItemType::Unknown,
     }
 }

@@ -14,10 +14,15 @@ use regex::{Regex, RegexBuilder};
 use super::ast::{BinaryOp, Call, Expr, Function, Literal, Name, TypeOp, UNSUPPORTED_FUNCTIONS};
 use super::error::FhirPathError;
 use super::lexer::{tokenize, Spanned, Symbol, Token};
+use super::literals::{date_time_literal, is_calendar_unit, time_literal, variable};
 use super::types::{self, TypeSpec};
 
 /// How deep expressions may nest (parentheses, operators, path steps); deeper ones do not compile.
-pub const MAX_DEPTH: usize = 128;
+pub const MAX_DEPTH: usize = 64;
+
+/// How deep the parser itself may recurse: parentheses and unary operators cost parser frames
+/// (two per level) but add no depth to the tree.
+const NESTING_LIMIT: usize = 2 * MAX_DEPTH + 16;
 
 /// Largest compiled size of a regex literal, to bound the memory a hostile pattern can take.
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
@@ -28,7 +33,7 @@ pub(crate) fn parse(text: &str) -> Result<Expr, FhirPathError> {
     let node = parser.expression(0)?;
     match parser.peek() {
         Token::End => Ok(node.expr),
-        other => Err(parser.syntax(format!("unexpected {}", describe(other)))),
+        other => Err(parser.syntax(format!("unexpected {}", other))),
     }
 }
 
@@ -68,10 +73,7 @@ impl Parser {
     }
 
     fn position(&self) -> usize {
-        self.tokens
-            .get(self.index)
-            .or_else(|| self.tokens.last())
-            .map_or(0, |t| t.position)
+        self.tokens.get(self.index).or_else(|| self.tokens.last()).map_or(0, |t| t.position)
     }
 
     fn advance(&mut self) -> Token {
@@ -91,13 +93,13 @@ impl Parser {
             self.advance();
             Ok(())
         } else {
-            Err(self.syntax(format!("expected {}, found {}", describe(&Token::Symbol(symbol)), describe(self.peek()))))
+            Err(self.syntax(format!("expected {}, found {}", Token::Symbol(symbol), self.peek())))
         }
     }
 
     fn enter(&mut self) -> Result<(), FhirPathError> {
         self.nesting += 1;
-        if self.nesting > MAX_DEPTH {
+        if self.nesting > NESTING_LIMIT {
             return Err(FhirPathError::TooDeep { limit: MAX_DEPTH });
         }
         Ok(())
@@ -224,7 +226,7 @@ impl Parser {
                         other => {
                             return Err(FhirPathError::Syntax {
                                 position,
-                                message: format!("expected a name after '.', found {}", describe(&other)),
+                                message: format!("expected a name after '.', found {}", other),
                             })
                         }
                     };
@@ -279,9 +281,7 @@ impl Parser {
                 self.expect(Symbol::CloseParen)?;
                 return Ok(inner);
             }
-            other => {
-                return Err(FhirPathError::Syntax { position, message: format!("unexpected {}", describe(&other)) })
-            }
+            other => return Err(FhirPathError::Syntax { position, message: format!("unexpected {}", other) }),
         };
         node(expr, 1)
     }
@@ -312,7 +312,7 @@ impl Parser {
         let first = match self.advance() {
             Token::Identifier(name) | Token::Delimited(name) => name,
             other => {
-                return Err(FhirPathError::Syntax { position, message: format!("expected a type, found {}", describe(&other)) })
+                return Err(FhirPathError::Syntax { position, message: format!("expected a type, found {}", other) })
             }
         };
         // Only a namespace is followed by a dot: in `(x as Quantity).value` the dot is a path step.
@@ -357,7 +357,12 @@ impl Parser {
         };
         if let Some(op) = type_op {
             let [arg] = args.as_slice() else {
-                return Err(FhirPathError::Arity { function: op_name(op), expected: "1", actual: args.len(), position });
+                return Err(FhirPathError::Arity {
+                    function: op_name(op),
+                    expected: "1",
+                    actual: args.len(),
+                    position,
+                });
             };
             let spec = type_argument(arg, position)?;
             return node(Expr::Type(op, target, spec), depth + 1);
@@ -423,113 +428,4 @@ fn type_argument(arg: &Expr, position: usize) -> Result<TypeSpec, FhirPathError>
 fn resolve_type(qualified: &[String], position: usize) -> Result<TypeSpec, FhirPathError> {
     let parts: Vec<&str> = qualified.iter().map(String::as_str).collect();
     types::resolve(&parts).ok_or_else(|| FhirPathError::UnknownType { name: parts.join("."), position })
-}
-
-fn is_calendar_unit(word: &str) -> bool {
-    matches!(
-        word,
-        "year"
-            | "years"
-            | "month"
-            | "months"
-            | "week"
-            | "weeks"
-            | "day"
-            | "days"
-            | "hour"
-            | "hours"
-            | "minute"
-            | "minutes"
-            | "second"
-            | "seconds"
-            | "millisecond"
-            | "milliseconds"
-    )
-}
-
-fn date_time_literal(text: &str, position: usize) -> Result<Expr, FhirPathError> {
-    let invalid = || FhirPathError::Syntax { position, message: format!("invalid date/time literal @{text}") };
-    match text.strip_suffix('T') {
-        // `@2020-01-02T`: a dateTime at date precision.
-        Some(date) => {
-            crate::instant::parse_range(date).ok_or_else(invalid)?;
-            Ok(Expr::Literal(Literal::DateTime(date.into())))
-        }
-        None => {
-            crate::instant::parse_range(text).ok_or_else(invalid)?;
-            if text.contains('T') {
-                Ok(Expr::Literal(Literal::DateTime(text.into())))
-            } else {
-                Ok(Expr::Literal(Literal::Date(text.into())))
-            }
-        }
-    }
-}
-
-fn time_literal(text: &str, position: usize) -> Result<Expr, FhirPathError> {
-    if super::compare::time_range(text).is_none() {
-        return Err(FhirPathError::Syntax { position, message: format!("invalid time literal @T{text}") });
-    }
-    Ok(Expr::Literal(Literal::Time(text.into())))
-}
-
-fn variable(name: &str, position: usize) -> Result<Expr, FhirPathError> {
-    let constant = |text: &str| Ok(Expr::Literal(Literal::String(text.into())));
-    match name {
-        "resource" | "rootResource" => Ok(Expr::Resource),
-        "context" => Ok(Expr::Context),
-        "ucum" => constant("http://unitsofmeasure.org"),
-        "sct" => constant("http://snomed.info/sct"),
-        "loinc" => constant("http://loinc.org"),
-        _ => {
-            if let Some(value_set) = name.strip_prefix("vs-") {
-                constant(&format!("http://hl7.org/fhir/ValueSet/{value_set}"))
-            } else if let Some(extension) = name.strip_prefix("ext-") {
-                constant(&format!("http://hl7.org/fhir/StructureDefinition/{extension}"))
-            } else {
-                Err(FhirPathError::UnknownVariable { name: name.to_string(), position })
-            }
-        }
-    }
-}
-
-fn describe(token: &Token) -> String {
-    match token {
-        Token::Identifier(name) => format!("'{name}'"),
-        Token::Delimited(name) => format!("`{name}`"),
-        Token::String(_) => "a string".into(),
-        Token::Number(text) => format!("number {text}"),
-        Token::DateTime(text) => format!("@{text}"),
-        Token::Time(text) => format!("@T{text}"),
-        Token::Variable(name) => format!("%{name}"),
-        Token::Special(name) => format!("${name}"),
-        Token::End => "end of expression".into(),
-        Token::Symbol(symbol) => {
-            let text = match symbol {
-                Symbol::Dot => ".",
-                Symbol::Comma => ",",
-                Symbol::OpenParen => "(",
-                Symbol::CloseParen => ")",
-                Symbol::OpenBracket => "[",
-                Symbol::CloseBracket => "]",
-                Symbol::OpenBrace => "{",
-                Symbol::CloseBrace => "}",
-                Symbol::Plus => "+",
-                Symbol::Minus => "-",
-                Symbol::Star => "*",
-                Symbol::Slash => "/",
-                Symbol::Ampersand => "&",
-                Symbol::Pipe => "|",
-                Symbol::Equal => "=",
-                Symbol::NotEqual => "!=",
-                Symbol::Tilde => "~",
-                Symbol::NotTilde => "!~",
-                Symbol::Less => "<",
-                Symbol::LessEqual => "<=",
-                Symbol::Greater => ">",
-                Symbol::GreaterEqual => ">=",
-            };
-            format!("'{text}'")
-        }
-    }
 }

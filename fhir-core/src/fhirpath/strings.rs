@@ -15,7 +15,11 @@ use super::eval::{invalid, singleton, Collection};
 use super::item::{Item, ItemValue};
 use super::parser::compile_regex;
 
-pub(crate) fn call<'a>(call: &Call, input: &[Item<'a>], args: &[Collection<'a>]) -> Result<Collection<'a>, FhirPathError> {
+pub(crate) fn call<'a>(
+    call: &Call,
+    input: &[Item<'a>],
+    args: &[Collection<'a>],
+) -> Result<Collection<'a>, FhirPathError> {
     let name = call.function.name();
     let Some(item) = singleton(input, name)? else {
         return Ok(Vec::new());

@@ -23,9 +23,7 @@ pub(crate) fn resolve(qualified: &[&str]) -> Option<TypeSpec> {
     match qualified {
         ["FHIR", name] => fhir_type(name).map(TypeSpec::Fhir),
         ["System", name] => SystemType::from_name(name).map(TypeSpec::System),
-        [name] => fhir_type(name)
-            .map(TypeSpec::Fhir)
-            .or_else(|| SystemType::from_name(name).map(TypeSpec::System)),
+        [name] => fhir_type(name).map(TypeSpec::Fhir).or_else(|| SystemType::from_name(name).map(TypeSpec::System)),
         _ => None,
     }
 }

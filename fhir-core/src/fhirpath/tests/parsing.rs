@@ -60,7 +60,8 @@ fn comments_and_delimited_identifiers() {
     assert_eq!(eval("Patient.`gender` // the gender\n", &patient), [json!("male")]);
     assert_eq!(eval("/* block */ Patient . gender", &patient), [json!("male")]);
     // A keyword after a dot is a name.
-    let odd = json!({"resourceType": "Basic", "and": {"as": 1}});
+    // (JSON without a resourceType is navigated without the definitions.)
+    let odd = json!({"and": {"as": 1}});
     assert_eq!(eval("and.as", &odd), [json!(1)]);
     assert_eq!(eval("`and`.`as`", &odd), [json!(1)]);
 }
@@ -71,8 +72,14 @@ fn environment_variables() {
     assert_eq!(eval("%ucum", &patient), [json!("http://unitsofmeasure.org")]);
     assert_eq!(eval("%loinc", &patient), [json!("http://loinc.org")]);
     assert_eq!(eval("%sct", &patient), [json!("http://snomed.info/sct")]);
-    assert_eq!(eval("%`vs-administrative-gender`", &patient), [json!("http://hl7.org/fhir/ValueSet/administrative-gender")]);
-    assert_eq!(eval("%'ext-patient-birthTime'", &patient), [json!("http://hl7.org/fhir/StructureDefinition/patient-birthTime")]);
+    assert_eq!(
+        eval("%`vs-administrative-gender`", &patient),
+        [json!("http://hl7.org/fhir/ValueSet/administrative-gender")]
+    );
+    assert_eq!(
+        eval("%'ext-patient-birthTime'", &patient),
+        [json!("http://hl7.org/fhir/StructureDefinition/patient-birthTime")]
+    );
     assert_eq!(eval("%resource.id", &patient), [json!("p1")]);
     assert_eq!(eval("%rootResource.id", &patient), [json!("p1")]);
     assert_eq!(eval("%context.gender", &patient), [json!("male")]);
@@ -82,9 +89,29 @@ fn environment_variables() {
 #[test]
 fn syntax_errors_are_reported_with_a_position() {
     for bad in [
-        "", "Patient.", "Patient..name", "Patient.name[", "Patient.name[0", "where(", "1 +", "'unterminated",
-        "`unterminated", "@20x", "@2020-13-01", "@T25:00", "Patient.name)", "(1", "1 2", "#", "'\\q'", "'\\u12'",
-        "/* open", "$", "Patient.name.where(use = 'x',)", "{1}", "a.(b)",
+        "",
+        "Patient.",
+        "Patient..name",
+        "Patient.name[",
+        "Patient.name[0",
+        "where(",
+        "1 +",
+        "'unterminated",
+        "`unterminated",
+        "@20x",
+        "@2020-13-01",
+        "@T25:00",
+        "Patient.name)",
+        "(1",
+        "1 2",
+        "#",
+        "'\\q'",
+        "'\\u12'",
+        "/* open",
+        "$",
+        "Patient.name.where(use = 'x',)",
+        "{1}",
+        "a.(b)",
     ] {
         match compile(bad) {
             Err(FhirPathError::Syntax { position, .. }) => assert!(position <= bad.len(), "{bad}: {position}"),
@@ -95,14 +122,20 @@ fn syntax_errors_are_reported_with_a_position() {
 
 #[test]
 fn unknown_names_do_not_compile() {
-    assert!(matches!(compile("Patient.name.frobnicate()"), Err(FhirPathError::UnknownFunction { name, .. }) if name == "frobnicate"));
+    assert!(
+        matches!(compile("Patient.name.frobnicate()"), Err(FhirPathError::UnknownFunction { name, .. }) if name == "frobnicate")
+    );
     assert!(matches!(compile("(1|2).aggregate($this)"), Err(FhirPathError::UnsupportedFunction { .. })));
     assert!(matches!(compile("$total"), Err(FhirPathError::UnsupportedFunction { .. })));
     assert!(matches!(compile("Patient.name.where()"), Err(FhirPathError::Arity { function: "where", actual: 0, .. })));
     assert!(matches!(compile("Patient.name.first(1)"), Err(FhirPathError::Arity { function: "first", .. })));
     assert!(matches!(compile("iif(true)"), Err(FhirPathError::Arity { function: "iif", .. })));
-    assert!(matches!(compile("Observation.value as Quantityy"), Err(FhirPathError::UnknownType { name, .. }) if name == "Quantityy"));
-    assert!(matches!(compile("Observation.value.ofType(FHIR.Foo)"), Err(FhirPathError::UnknownType { name, .. }) if name == "FHIR.Foo"));
+    assert!(
+        matches!(compile("Observation.value as Quantityy"), Err(FhirPathError::UnknownType { name, .. }) if name == "Quantityy")
+    );
+    assert!(
+        matches!(compile("Observation.value.ofType(FHIR.Foo)"), Err(FhirPathError::UnknownType { name, .. }) if name == "FHIR.Foo")
+    );
     assert!(matches!(compile("Observation.value.as('Quantity')"), Err(FhirPathError::Syntax { .. })));
     assert!(matches!(compile("%nope"), Err(FhirPathError::UnknownVariable { name, .. }) if name == "nope"));
     assert!(matches!(compile("'a'.matches('(')"), Err(FhirPathError::Syntax { .. })));
@@ -110,7 +143,7 @@ fn unknown_names_do_not_compile() {
 
 #[test]
 fn nesting_is_bounded() {
-    let deep_parens = format!("{}1{}", "(".repeat(MAX_DEPTH + 1), ")".repeat(MAX_DEPTH + 1));
+    let deep_parens = format!("{}1{}", "(".repeat(MAX_DEPTH * 4), ")".repeat(MAX_DEPTH * 4));
     assert_eq!(compile(&deep_parens).err(), Some(FhirPathError::TooDeep { limit: MAX_DEPTH }));
     let long_path = format!("Patient{}", ".name".repeat(MAX_DEPTH + 1));
     assert_eq!(compile(&long_path).err(), Some(FhirPathError::TooDeep { limit: MAX_DEPTH }));
@@ -133,6 +166,15 @@ fn the_deepest_expression_allowed_evaluates_without_overflowing_the_stack() {
         })
         .expect("thread");
     assert_eq!(handle.join().expect("no overflow"), [json!(MAX_DEPTH as i64 - 1)]);
+    let handle = std::thread::Builder::new()
+        .stack_size(2 * 1024 * 1024)
+        .spawn(|| {
+            let depth = MAX_DEPTH - 2;
+            let expression = format!("{}true{}", "where(".repeat(depth), ")".repeat(depth));
+            eval(&expression, &patient()).len()
+        })
+        .expect("thread");
+    assert_eq!(handle.join().expect("no overflow"), 1);
 }
 
 #[test]
