@@ -7,12 +7,14 @@
 //! - [`state`]: shared state, settings, and the read-model ports the binary wires in.
 //! - [`negotiate`]: query parameters, formats, `Prefer`, body media type and size.
 //! - [`resource`]: parse, validate and stamp request resources.
-//! - [`write`]: the optimistic write path with retries.
+//! - [`write`]: the optimistic write path with retries; [`locks`]: per-criteria locks for
+//!   conditional writes.
 //! - [`handlers`]: the routes and one file per family of interactions.
 //! - [`respond`] and [`error`]: response building, and the one place errors become statuses.
 
 pub mod error;
 pub mod handlers;
+pub mod locks;
 pub mod negotiate;
 pub mod resource;
 pub mod respond;
@@ -35,7 +37,7 @@ pub fn router(
     config: ApiConfig,
 ) -> Router {
     let capability_statement = handlers::capability_statement(&config);
-    let state = Arc::new(AppState { log, history, search, config, capability_statement });
+    let state = Arc::new(AppState { log, history, search, config, conditional_locks: Default::default(), capability_statement });
     handlers::routes(state).layer(CatchPanicLayer::custom(|_| {
         axum::response::IntoResponse::into_response(ApiError::Internal("a request handler panicked".into()))
     }))

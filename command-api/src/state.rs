@@ -58,6 +58,8 @@ pub struct AppState {
     pub history: Arc<dyn HistoryIndex>,
     pub search: Arc<dyn SearchBackend>,
     pub config: ApiConfig,
+    /// Serializes conditional writes with the same criteria.
+    pub conditional_locks: crate::locks::KeyedLocks,
     /// The CapabilityStatement, rendered once at start-up.
     pub capability_statement: bytes::Bytes,
 }

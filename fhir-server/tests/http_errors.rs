@@ -52,8 +52,8 @@ async fn wrong_methods_are_405() {
     assert_outcome(&json_with_status(post_instance, 405).await, "not-supported");
     let delete_metadata = server.client.delete(server.url("metadata")).send().await.unwrap();
     assert_outcome(&json_with_status(delete_metadata, 405).await, "not-supported");
-    let put_type = server.client.put(server.url("Patient")).body("{}").send().await.unwrap();
-    assert_eq!(put_type.status(), 405);
+    let put_history = server.client.put(server.url("Patient/_history")).body("{}").send().await.unwrap();
+    assert_eq!(put_history.status(), 405);
     server.stop().await;
 }
 

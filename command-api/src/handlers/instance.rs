@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
-use event_log::{Event, Operation};
+use event_log::{Event, Operation, StreamKey};
 use fhir_core::summary::SummaryMode;
 use fhir_core::{operation_outcome, Issue, IssueType};
 use serde_json::Value;
@@ -15,7 +15,7 @@ use serde_json::Value;
 use super::{instance_key, FhirPath};
 use crate::error::{ApiError, ApiResult};
 use crate::negotiate::{read_body, BodyKind, PreferReturn, RequestContext};
-use crate::resource::{parse_resource, validate};
+use crate::resource::{parse_resource, validate, Resource};
 use crate::respond::{fhir_json_response, parse_etag, prettify, shape, with_version_headers};
 use crate::state::AppState;
 use crate::write::{write_with_retry, Plan, Written};
@@ -114,16 +114,22 @@ pub async fn update(
         Some(_) => return Err(ApiError::BadRequest(vec![Issue::error(IssueType::Invalid, "the id in the body does not match the id in the URL").at("id")])),
         None => return Err(ApiError::BadRequest(vec![Issue::error(IssueType::Required, "an update must carry the resource id in the body").at("id")])),
     }
+    update_resource(&state, &context, &key, resource, true).await
+}
+
+/// Writes `resource` as the next version of `key` (validated here). `allow_create` says whether
+/// a missing resource may be created under this id.
+pub async fn update_resource(state: &AppState, context: &RequestContext, key: &StreamKey, resource: Resource, allow_create: bool) -> ApiResult<Response> {
     validate(&resource, false)?;
-    let update_create = state.config.update_create;
-    let written = write_with_retry(&state, &key, if_match(&context)?, |latest| {
+    let update_create = state.config.update_create && allow_create;
+    let written = write_with_retry(state, key, if_match(context)?, |latest| {
         if latest.is_none() && !update_create {
             return Err(ApiError::MethodNotAllowed("this server does not let PUT create resources with client-chosen ids".into()));
         }
         Ok(Plan::Put(resource.clone()))
     })
     .await?;
-    Ok(write_response(&context, &resource_type, &id, written))
+    Ok(write_response(context, &key.resource_type, &key.id, written))
 }
 
 pub async fn patch(
@@ -133,10 +139,19 @@ pub async fn patch(
     body: Body,
 ) -> ApiResult<Response> {
     let key = instance_key(&context.tenant, &resource_type, &id)?;
-    let body = read_body(&state, &context.headers, body, BodyKind::JsonPatch).await?;
-    let patch: json_patch::Patch = serde_json::from_slice(&body)
-        .map_err(|_| ApiError::invalid("the body is not a valid JSON Patch document (RFC 6902)"))?;
-    let written = write_with_retry(&state, &key, if_match(&context)?, |latest| {
+    let patch = read_patch(&state, &context, body).await?;
+    patch_resource(&state, &context, &key, &patch).await
+}
+
+pub async fn read_patch(state: &AppState, context: &RequestContext, body: Body) -> ApiResult<json_patch::Patch> {
+    let body = read_body(state, &context.headers, body, BodyKind::JsonPatch).await?;
+    serde_json::from_slice(&body).map_err(|_| ApiError::invalid("the body is not a valid JSON Patch document (RFC 6902)"))
+}
+
+/// Applies a JSON Patch to the current version of `key` and writes the result as the next one.
+pub async fn patch_resource(state: &AppState, context: &RequestContext, key: &StreamKey, patch: &json_patch::Patch) -> ApiResult<Response> {
+    let (resource_type, id) = (&key.resource_type, &key.id);
+    let written = write_with_retry(state, key, if_match(context)?, |latest| {
         let current = match latest {
             None => return Err(ApiError::NotFound(format!("{resource_type}/{id} is not known"))),
             Some(event) if event.operation == Operation::Delete => {
@@ -146,7 +161,7 @@ pub async fn patch(
         };
         let mut document: Value =
             serde_json::from_slice(&current.body).map_err(|_| ApiError::Internal("a stored body is not JSON".into()))?;
-        json_patch::patch(&mut document, &patch).map_err(|error| {
+        json_patch::patch(&mut document, patch).map_err(|error| {
             ApiError::Unprocessable(vec![Issue::error(IssueType::Processing, format!("the patch cannot be applied: {error}"))])
         })?;
         let Value::Object(patched) = document else {
@@ -161,7 +176,7 @@ pub async fn patch(
         Ok(Plan::Put(patched))
     })
     .await?;
-    Ok(write_response(&context, &resource_type, &id, written))
+    Ok(write_response(context, resource_type, id, written))
 }
 
 pub async fn delete(
@@ -170,7 +185,13 @@ pub async fn delete(
     context: RequestContext,
 ) -> ApiResult<Response> {
     let key = instance_key(&context.tenant, &resource_type, &id)?;
-    let written = write_with_retry(&state, &key, if_match(&context)?, |latest| match latest {
+    delete_resource(&state, &context, &key).await
+}
+
+/// Deletes `key` (a delete of a deleted resource writes nothing).
+pub async fn delete_resource(state: &AppState, context: &RequestContext, key: &StreamKey) -> ApiResult<Response> {
+    let (resource_type, id) = (&key.resource_type, &key.id);
+    let written = write_with_retry(state, key, if_match(context)?, |latest| match latest {
         None => Err(ApiError::NotFound(format!("{resource_type}/{id} is not known"))),
         Some(event) if event.operation == Operation::Delete => Ok(Plan::Nothing),
         Some(_) => Ok(Plan::Delete),

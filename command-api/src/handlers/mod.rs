@@ -2,6 +2,7 @@
 
 mod bundle;
 mod capability;
+mod conditional;
 mod history;
 mod instance;
 mod search;
@@ -30,7 +31,14 @@ pub fn routes(state: Arc<AppState>) -> Router {
         .route("/metadata", get(capability::metadata))
         .route("/_history", get(history::system_history))
         .route("/", get(search::system_search).post(type_level::bundle))
-        .route("/{type}", get(search::type_search).post(type_level::create))
+        .route(
+            "/{type}",
+            get(search::type_search)
+                .post(type_level::create)
+                .put(conditional::conditional_update)
+                .patch(conditional::conditional_patch)
+                .delete(conditional::conditional_delete),
+        )
         .route("/{type}/_history", get(history::type_history))
         .route(
             "/{type}/{id}",

@@ -29,6 +29,9 @@ pub async fn create(
     let body = read_body(&state, &context.headers, body, BodyKind::Resource).await?;
     let resource = parse_resource(&body, &resource_type)?;
     validate(&resource, false)?;
+    if let Some(criteria) = context.header(axum::http::HeaderName::from_static("if-none-exist"))? {
+        return super::conditional::conditional_create(&state, &context, &resource_type, resource, criteria).await;
+    }
     // The server assigns the id; one in the body is ignored, as the specification says. Ids are
     // time-ordered (UUIDv7) so that new streams land on the same index pages of the log.
     let id = uuid::Uuid::now_v7().to_string();
