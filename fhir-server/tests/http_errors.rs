@@ -146,10 +146,17 @@ async fn metadata_describes_what_is_implemented() {
     assert_eq!(resources.len(), 146, "every R4 resource type");
     let patient = resources.iter().find(|r| r["type"] == "Patient").unwrap();
     let interactions: Vec<&str> = patient["interaction"].as_array().unwrap().iter().map(|i| i["code"].as_str().unwrap()).collect();
-    for expected in ["read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create"] {
+    for expected in ["read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create", "search-type"] {
         assert!(interactions.contains(&expected), "{expected} is advertised");
     }
-    assert!(!interactions.contains(&"search-type"), "search is not advertised before it exists");
+    let params: Vec<&str> = patient["searchParam"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    for expected in ["name", "birthdate", "identifier", "_id", "_lastUpdated", "organization"] {
+        assert!(params.contains(&expected), "Patient?{expected} is advertised");
+    }
+    let location = resources.iter().find(|r| r["type"] == "Location").unwrap();
+    assert!(!location["searchParam"].to_string().contains("\"near\""), "special parameters are not advertised");
+    assert_eq!(patient["conditionalCreate"], true);
     assert_eq!(statement["rest"][0]["interaction"][0]["code"], "history-system");
+    assert_eq!(statement["rest"][0]["interaction"][1]["code"], "search-system");
     server.stop().await;
 }

@@ -7,6 +7,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use bytes::Bytes;
+use fhir_core::definitions::{SearchParamType, SearchParameter};
 use serde_json::{json, Value};
 
 use crate::error::ApiResult;
@@ -15,7 +16,8 @@ use crate::respond::{fhir_json_response, prettify};
 use crate::state::{ApiConfig, AppState};
 
 /// The interactions every resource type supports.
-const TYPE_INTERACTIONS: &[&str] = &["read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create"];
+const TYPE_INTERACTIONS: &[&str] =
+    &["read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create", "search-type"];
 
 pub async fn metadata(State(state): State<Arc<AppState>>, context: RequestContext) -> ApiResult<Response> {
     let mut body = state.capability_statement.clone();
@@ -31,6 +33,12 @@ pub fn capability_statement(config: &ApiConfig) -> Bytes {
     let resources: Vec<Value> = fhir_core::definitions::r4()
         .resource_types()
         .map(|resource_type| {
+            let parameters: Vec<&SearchParameter> = searchable_parameters(resource_type).collect();
+            let search_include: Vec<String> = parameters
+                .iter()
+                .filter(|p| p.kind == SearchParamType::Reference)
+                .map(|p| format!("{resource_type}:{}", p.code))
+                .collect();
             json!({
                 "type": resource_type,
                 "profile": format!("http://hl7.org/fhir/StructureDefinition/{resource_type}"),
@@ -38,10 +46,12 @@ pub fn capability_statement(config: &ApiConfig) -> Bytes {
                 "versioning": "versioned-update",
                 "readHistory": true,
                 "updateCreate": config.update_create,
-                "conditionalCreate": false,
+                "conditionalCreate": true,
                 "conditionalRead": "modified-since",
-                "conditionalUpdate": false,
-                "conditionalDelete": "not-supported",
+                "conditionalUpdate": true,
+                "conditionalDelete": "single",
+                "searchInclude": search_include,
+                "searchParam": parameters.iter().map(|p| search_param_json(p)).collect::<Vec<_>>(),
                 "operation": [{
                     "name": "validate",
                     "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"
@@ -66,8 +76,25 @@ pub fn capability_statement(config: &ApiConfig) -> Bytes {
         "rest": [{
             "mode": "server",
             "resource": resources,
-            "interaction": [{ "code": "history-system" }]
+            "interaction": [{ "code": "history-system" }, { "code": "search-system" }],
+            "searchParam": searchable_parameters("Resource").map(search_param_json).collect::<Vec<_>>()
         }]
     });
     serde_json::to_vec(&statement).map(Bytes::from).unwrap_or_default()
+}
+
+/// The parameters of a type that the search index answers: those with an expression, except the
+/// `special` ones (`near`), plus `_id` and `_lastUpdated`.
+fn searchable_parameters(resource_type: &str) -> impl Iterator<Item = &'static SearchParameter> + '_ {
+    let definitions = fhir_core::definitions::r4();
+    let all: Box<dyn Iterator<Item = &'static SearchParameter>> = if resource_type == "Resource" {
+        Box::new(definitions.search_parameters().iter().filter(|p| p.core && p.base.iter().any(|b| b == "Resource")))
+    } else {
+        Box::new(definitions.search_parameters_for(resource_type))
+    };
+    all.filter(|p| p.expression.is_some() && p.kind != SearchParamType::Special)
+}
+
+fn search_param_json(parameter: &SearchParameter) -> Value {
+    json!({ "name": parameter.code, "definition": parameter.url, "type": parameter.kind.as_str() })
 }
