@@ -5,12 +5,17 @@
 //! - [`config`]: the one configuration struct (defaults, file, environment, flags).
 //! - [`serve`]: `run(config, listener, shutdown)`: open the log, start projectors, serve HTTP,
 //!   and shut down gracefully.
+//! - [`search_slot`]: the search index in use and `reindex` (rebuild by replay, swap);
+//!   [`admin`]: the `$reindex` endpoint.
 //! - [`verify`]: walk the whole log and check every resource's hash chain.
 //! - [`history_index`], [`search_backend`]: adapters from the projectors to the API's ports.
 
+pub mod admin;
 pub mod config;
 pub mod history_index;
+pub mod reindex_client;
 pub mod search_backend;
+pub mod search_slot;
 pub mod serve;
 pub mod verify;
 

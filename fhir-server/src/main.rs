@@ -30,6 +30,13 @@ enum Command {
     },
     /// Check every resource's hash chain in the event log; exits 1 if any event was tampered with.
     Verify,
+    /// Rebuild the search index from the log. With --server, asks a running server to rebuild
+    /// and swap it in without downtime; without, rebuilds offline (stop the server first).
+    Reindex {
+        /// Base URL of a running server, e.g. http://127.0.0.1:8080/fhir.
+        #[arg(long)]
+        server: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -66,6 +73,13 @@ fn main() -> ExitCode {
                 Ok(true)
             }
             Command::Verify => fhir_server::verify::run(&config).await,
+            Command::Reindex { server: None } => {
+                let log = fhir_server::serve::open_log(&config)?;
+                fhir_server::search_slot::reindex_offline(&config.data_dir, log.clone()).await?;
+                log.close().await;
+                Ok(true)
+            }
+            Command::Reindex { server: Some(base) } => fhir_server::reindex_client::run(&base).await,
         }
     });
     match result {

@@ -1,4 +1,4 @@
-//! Wires the search projector's index into the API's `SearchBackend` port.
+//! Wires the search index in use into the API's `SearchBackend` port.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -6,14 +6,16 @@ use std::time::Duration;
 use async_trait::async_trait;
 use command_api::{SearchFailure, SearchPageRequest, SearchResult};
 use fhir_core::search::SearchQuery;
-use projector_search::{PageRequest, SearchError, SearchIndex};
+use projector_search::{PageRequest, SearchError};
 
-pub struct IndexedSearch(pub Arc<SearchIndex>);
+use crate::search_slot::SearchSlot;
+
+pub struct IndexedSearch(pub Arc<SearchSlot>);
 
 #[async_trait]
 impl command_api::SearchBackend for IndexedSearch {
     async fn search(&self, tenant: &str, query: &SearchQuery, page: SearchPageRequest) -> Result<SearchResult, SearchFailure> {
-        let index = self.0.clone();
+        let index = self.0.current();
         let tenant = tenant.to_string();
         let query = query.clone();
         let snapshot = page.snapshot.unwrap_or_else(|| index.checkpoint());
@@ -29,7 +31,7 @@ impl command_api::SearchBackend for IndexedSearch {
     }
 
     async fn wait_for(&self, position: u64, timeout: Duration) -> bool {
-        let mut checkpoint = self.0.watch_checkpoint();
+        let mut checkpoint = self.0.current().watch_checkpoint();
         tokio::time::timeout(timeout, checkpoint.wait_for(|applied| *applied >= position)).await.is_ok_and(|r| r.is_ok())
     }
 }

@@ -9,18 +9,17 @@ use anyhow::Context;
 use event_log::sqlite::{SqliteEventLog, SqliteOptions, Synchronous};
 use event_log::EventLog;
 use projector_history::HistoryStore;
-use projector_search::SearchIndex;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::{Config, SyncMode};
 use crate::history_index::ProjectedHistory;
 use crate::search_backend::IndexedSearch;
+use crate::search_slot::SearchSlot;
 
 /// File names inside the data directory.
 pub const LOG_FILE: &str = "events.db";
 pub const HISTORY_FILE: &str = "history.db";
-pub const SEARCH_FILE: &str = "search.db";
 
 /// Opens the embedded event log in `config.data_dir`, creating the directory if needed.
 pub fn open_log(config: &Config) -> anyhow::Result<Arc<SqliteEventLog>> {
@@ -39,24 +38,22 @@ pub fn open_log(config: &Config) -> anyhow::Result<Arc<SqliteEventLog>> {
 pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
     let log = open_log(&config)?;
     let history = Arc::new(HistoryStore::open(&config.data_dir.join(HISTORY_FILE)).context("cannot open the history projection")?);
-    let search = Arc::new(SearchIndex::open(&config.data_dir.join(SEARCH_FILE)).context("cannot open the search index")?);
     let (stop_projectors, projectors_stopped) = watch::channel(false);
     let dyn_log: Arc<dyn EventLog> = log.clone();
-    let projectors = [
-        tokio::spawn(projector_history::run(history.clone(), dyn_log.clone(), projectors_stopped.clone())),
-        tokio::spawn(projector_search::run(search.clone(), dyn_log.clone(), projectors_stopped)),
-    ];
+    let history_projector = tokio::spawn(projector_history::run(history.clone(), dyn_log.clone(), projectors_stopped));
+    let search = SearchSlot::open(&config.data_dir, dyn_log.clone())?;
 
-    let app = command_api::router(dyn_log, Arc::new(ProjectedHistory(history)), Arc::new(IndexedSearch(search)), config.api_config());
+    let api_config = config.api_config();
+    let app = command_api::router(dyn_log, Arc::new(ProjectedHistory(history)), Arc::new(IndexedSearch(search.clone())), api_config.clone())
+        .merge(crate::admin::routes(&api_config.base_path, search.clone()));
     let address = listener.local_addr().context("listener has no address")?;
     tracing::info!(%address, base_path = %config.base_path, data_dir = %config.data_dir.display(), "fhir server listening");
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await.context("http server failed")?;
 
     tracing::info!("http server stopped; stopping projectors");
     let _ = stop_projectors.send(true);
-    for projector in projectors {
-        let _ = projector.await;
-    }
+    search.stop();
+    let _ = history_projector.await;
     log.close().await;
     tracing::info!("event log closed");
     Ok(())

@@ -74,13 +74,15 @@ impl TestServer {
         response.json().await.expect("json")
     }
 
-    pub async fn stop(mut self) {
+    /// Stops the server gracefully and hands back its data directory.
+    pub async fn stop(mut self) -> tempfile::TempDir {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
         if let Some(handle) = self.handle.take() {
             handle.await.expect("server task").expect("server run");
         }
+        self.data
     }
 }
 

@@ -1,0 +1,44 @@
+//! `fhir-server reindex --server URL`: asks a running server to rebuild its search index and
+//! shows the progress until the new index is swapped in.
+
+use std::io::Write;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use serde_json::Value;
+
+fn parameter(status: &Value, name: &str) -> String {
+    status["parameter"]
+        .as_array()
+        .and_then(|parameters| parameters.iter().find(|p| p["name"] == name))
+        .map(|p| p.get("valueCode").or_else(|| p.get("valueInteger64")).and_then(Value::as_str).unwrap_or("").to_string())
+        .unwrap_or_default()
+}
+
+pub async fn run(base: &str) -> anyhow::Result<bool> {
+    let url = format!("{}/$reindex", base.trim_end_matches('/'));
+    let client = reqwest::Client::new();
+    let started = client.post(&url).send().await.with_context(|| format!("cannot reach {url}"))?;
+    if !started.status().is_success() {
+        bail!("the server refused the reindex: {}", started.status());
+    }
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let status: Value = client.get(&url).send().await?.json().await?;
+        let (state, position, head) = (parameter(&status, "state"), parameter(&status, "position"), parameter(&status, "head"));
+        eprint!("\rreindexing: {position} of {head} events ({state})   ");
+        let _ = std::io::stderr().flush();
+        match state.as_str() {
+            "done" => {
+                eprintln!();
+                println!("search index rebuilt and swapped in");
+                return Ok(true);
+            }
+            "failed" => {
+                eprintln!();
+                bail!("the reindex failed; see the server's log");
+            }
+            _ => {}
+        }
+    }
+}
