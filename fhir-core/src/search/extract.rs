@@ -21,6 +21,10 @@ struct Compiled {
     expression: Expression,
     /// For composites: each component's type and expression (relative to the composite's value).
     components: Vec<(SearchParamType, Expression)>,
+    /// For a token on a `code` element with a required binding to codes of one system: that
+    /// system, which the element's values imply (`Patient.gender` is in
+    /// `http://hl7.org/fhir/administrative-gender`).
+    implied_system: Option<String>,
 }
 
 /// Parameters answered from the resource rows themselves, not from extracted values.
@@ -44,13 +48,40 @@ static COMPILED: LazyLock<HashMap<String, Vec<Compiled>>> = LazyLock::new(|| {
                             Some((kind, compile(&component.expression).ok()?))
                         })
                         .collect::<Option<Vec<_>>>()?;
-                    Some(Compiled { code: parameter.code.clone(), kind: parameter.kind, expression, components })
+                    let implied_system = match parameter.kind {
+                        SearchParamType::Token => implied_system(resource_type, parameter.expression.as_deref()?),
+                        _ => None,
+                    };
+                    Some(Compiled { code: parameter.code.clone(), kind: parameter.kind, expression, components, implied_system })
                 })
                 .collect();
             (resource_type.to_string(), compiled)
         })
         .collect()
 });
+
+/// The system implied by the required binding of the `code` element that `expression` selects on
+/// `resource_type`, when the expression's part for that type is a plain path (`Patient.gender`)
+/// and the bound value set draws its codes from one system.
+fn implied_system(resource_type: &str, expression: &str) -> Option<String> {
+    let definitions = r4();
+    let prefix = format!("{resource_type}.");
+    let mut paths = expression.split('|').map(str::trim).filter(|part| part.starts_with(&prefix));
+    let path = paths.next()?;
+    if paths.next().is_some() || !path.chars().all(|c| c.is_ascii_alphanumeric() || c == '.') {
+        return None;
+    }
+    let resolved = definitions.element(resource_type, path)?;
+    if resolved.element_type?.code != "code" {
+        return None;
+    }
+    let value_set = definitions.binding_value_set(resolved.element.binding.as_ref()?)?;
+    let mut systems = value_set.systems();
+    match (systems.next(), systems.next()) {
+        (Some(system), None) => Some(system.to_string()),
+        _ => None,
+    }
+}
 
 /// Every index value of `resource` (its type from `resourceType`); empty for an unknown type.
 pub fn extract(resource: &Value) -> Vec<IndexEntry> {
@@ -66,26 +97,26 @@ pub fn extract(resource: &Value) -> Vec<IndexEntry> {
                     let Ok(values) = component.evaluate_on(resource, item) else { continue };
                     let param = format!("{}${index}", parameter.code);
                     for value in &values {
-                        push_values(&mut entries, &param, group as u32 + 1, *kind, value);
+                        push_values(&mut entries, &param, group as u32 + 1, *kind, None, value);
                     }
                 }
             }
         } else {
             for item in &items {
-                push_values(&mut entries, &parameter.code, 0, parameter.kind, item);
+                push_values(&mut entries, &parameter.code, 0, parameter.kind, parameter.implied_system.as_deref(), item);
             }
         }
     }
     entries
 }
 
-fn push_values(entries: &mut Vec<IndexEntry>, param: &str, group: u32, kind: SearchParamType, item: &Item<'_>) {
+fn push_values(entries: &mut Vec<IndexEntry>, param: &str, group: u32, kind: SearchParamType, implied_system: Option<&str>, item: &Item<'_>) {
     let mut push = |param: &str, value: IndexValue| entries.push(IndexEntry { param: param.to_string(), group, value });
     match kind {
         SearchParamType::String => strings(item, &mut |text| {
             push(param, IndexValue::String { normalized: normalize(text), exact: text.to_string() })
         }),
-        SearchParamType::Token => tokens(param, item, &mut push),
+        SearchParamType::Token => tokens(param, implied_system, item, &mut push),
         SearchParamType::Date => {
             if let Some((low, high)) = date_range(item) {
                 push(param, IndexValue::Date { low, high });
@@ -143,14 +174,15 @@ fn strings(item: &Item<'_>, push: &mut impl FnMut(&str)) {
     }
 }
 
-fn tokens(param: &str, item: &Item<'_>, push: &mut impl FnMut(&str, IndexValue)) {
+fn tokens(param: &str, implied_system: Option<&str>, item: &Item<'_>, push: &mut impl FnMut(&str, IndexValue)) {
     match item.value() {
         ItemValue::Boolean(value) => return push(param, IndexValue::Token { system: None, code: value.to_string() }),
         ItemValue::Json(Value::Bool(value)) => return push(param, IndexValue::Token { system: None, code: value.to_string() }),
         _ => {}
     }
     if let Some(code) = item.as_str() {
-        return push(param, IndexValue::Token { system: None, code: code.to_string() });
+        let system = implied_system.filter(|_| item.fhir_type() == Some("code")).map(String::from);
+        return push(param, IndexValue::Token { system, code: code.to_string() });
     }
     let Some(object) = item.json().filter(|v| v.is_object()) else { return };
     let coding = |coding: &Value, push: &mut dyn FnMut(&str, IndexValue)| {
@@ -351,7 +383,11 @@ mod tests {
         let names = values(&patient, "name");
         assert!(names.contains(&IndexValue::String { normalized: "muller".into(), exact: "Müller".into() }));
         assert!(names.contains(&IndexValue::String { normalized: "zoe".into(), exact: "Zoë".into() }));
-        assert_eq!(values(&patient, "gender"), vec![IndexValue::Token { system: None, code: "female".into() }]);
+        assert_eq!(
+            values(&patient, "gender"),
+            vec![IndexValue::Token { system: Some("http://hl7.org/fhir/administrative-gender".into()), code: "female".into() }],
+            "a code takes the system of its required binding"
+        );
         assert_eq!(values(&patient, "active"), vec![IndexValue::Token { system: None, code: "true".into() }]);
         assert_eq!(values(&patient, "identifier")[0], IndexValue::Token { system: Some("http://mrn".into()), code: "7".into() });
         assert_eq!(

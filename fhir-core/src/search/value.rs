@@ -168,6 +168,15 @@ pub fn parse_reference(raw: &str) -> Result<SearchValue, ValueError> {
         return Err("must not be empty".into());
     }
     if text.contains("://") || text.starts_with("urn:") {
+        // A canonical may name a version: `http://example.org/Questionnaire/q|2.0`.
+        if let Some((url, version)) = text.split_once('|') {
+            let (resource_type, id) = match split_url_tail(url) {
+                Some((resource_type, id, _)) => (Some(resource_type), Some(id)),
+                None => (None, None),
+            };
+            let version = (!version.is_empty()).then(|| version.to_string());
+            return Ok(SearchValue::Reference(ReferenceValue { resource_type, id, version, url: Some(url.to_string()) }));
+        }
         let (resource_type, id, version) = match split_url_tail(&text) {
             Some((resource_type, id, version)) => (Some(resource_type), Some(id), version),
             None => (None, None, None),
@@ -284,6 +293,8 @@ mod tests {
         let SearchValue::Reference(r) = parse_reference("http://example.org/fhir/Patient/9").unwrap() else { panic!() };
         assert_eq!((r.resource_type.as_deref(), r.id.as_deref()), (Some("Patient"), Some("9")));
         assert!(r.url.is_some());
+        let SearchValue::Reference(r) = parse_reference("http://example.org/Questionnaire/q1|2.0").unwrap() else { panic!() };
+        assert_eq!((r.url.as_deref(), r.version.as_deref()), (Some("http://example.org/Questionnaire/q1"), Some("2.0")));
         assert!(parse_reference("a/b/c").is_err());
     }
 
