@@ -188,7 +188,7 @@ def write_array(out, key, records, last=False):
 
 
 def definitions(package, out_path):
-    sds, sps, value_sets, code_systems = [], [], {}, {}
+    sds, sps, value_sets, code_systems, compartments = [], [], {}, {}, []
     core_search_urls = set()
     for name, _, res in read_package(package):
         rt = res.get("resourceType")
@@ -200,6 +200,10 @@ def definitions(package, out_path):
             value_sets[res["url"]] = res
         elif rt == "CodeSystem":
             code_systems[res["url"]] = res
+        elif rt == "CompartmentDefinition" and res.get("id") != "example":
+            for member in res.get("resource", []):
+                if member.get("param"):
+                    compartments.append({"compartment": res["code"], "resource": member["code"], "params": member["param"]})
         elif rt == "Bundle" and name == "Bundle-searchParams.json":
             core_search_urls = {e["resource"]["url"] for e in res["entry"]}
 
@@ -256,7 +260,9 @@ def definitions(package, out_path):
         write_array(out, "types", types)
         write_array(out, "elements", elements)
         write_array(out, "searchParameters", sp_records)
-        write_array(out, "valueSets", vs_records, last=True)
+        write_array(out, "valueSets", vs_records)
+        compartments.sort(key=lambda c: (c["compartment"], c["resource"]))
+        write_array(out, "compartments", compartments, last=True)
         out.write("}\n")
     os.replace(tmp_path, out_path)
     checkable = sum(1 for v in vs_records if v["checkable"])

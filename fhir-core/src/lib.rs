@@ -7,6 +7,7 @@
 //!   (`scripts/gen-definitions`), so a build needs no network.
 //! - [`validation`]: validation of a resource against the StructureDefinitions.
 //! - [`fhirpath`]: FHIRPath evaluation over JSON resources, for search parameter expressions.
+//! - [`fhirpath_patch`]: FHIRPath Patch (a `Parameters` of operations) applied to a resource.
 //! - [`summary`]: `_summary` and `_elements` views of a resource.
 //! - [`instant`]: FHIR dates and instants as time ranges.
 //! - [`history`]: the typed `_history` query.
@@ -16,6 +17,7 @@ pub mod history;
 pub mod instant;
 pub mod definitions;
 pub mod fhirpath;
+pub mod fhirpath_patch;
 pub mod outcome;
 pub mod search;
 pub mod summary;

@@ -67,11 +67,45 @@ pub fn from_where(query: &SearchQuery, tenant: &str, snapshot: u64) -> Result<Sq
     }
     sql.push(" AND ");
     visible(&mut sql, "r", snapshot);
+    if let Some(compartment) = &query.compartment {
+        sql.push(" AND ");
+        compartment_sql(&mut sql, compartment);
+    }
     for criterion in &query.criteria {
         sql.push(" AND ");
         criterion_sql(&mut sql, "r", tenant, snapshot, criterion)?;
     }
     Ok(sql)
+}
+
+/// Members of one resource's compartment: per member type, a reference through one of its
+/// compartment parameters to the resource.
+fn compartment_sql(sql: &mut Sql, compartment: &fhir_core::search::CompartmentFilter) {
+    sql.push("(0");
+    if compartment.include_self {
+        sql.push(" OR (r.resource_type = ");
+        sql.arg(compartment.resource_type.clone());
+        sql.push(" AND r.id = ");
+        sql.arg(compartment.id.clone());
+        sql.push(")");
+    }
+    for (member, params) in &compartment.members {
+        sql.push(" OR (r.resource_type = ");
+        sql.arg(member.clone());
+        sql.push(" AND r.row IN (SELECT row FROM ix_reference WHERE target_id = ");
+        sql.arg(compartment.id.clone());
+        sql.push(" AND target_type = ");
+        sql.arg(compartment.resource_type.clone());
+        sql.push(" AND param IN (");
+        for (index, param) in params.iter().enumerate() {
+            if index > 0 {
+                sql.push(", ");
+            }
+            sql.arg(param.clone());
+        }
+        sql.push(")))");
+    }
+    sql.push(")");
 }
 
 fn criterion_sql(sql: &mut Sql, alias: &str, tenant: &str, snapshot: u64, criterion: &Criterion) -> Result<()> {
@@ -163,12 +197,31 @@ fn direct_sql(sql: &mut Sql, alias: &str, param: &ParamRef, modifier: Option<&Mo
 }
 
 fn missing_sql(sql: &mut Sql, alias: &str, param: &ParamRef, missing: bool) -> Result<()> {
-    let negate = if missing { "NOT " } else { "" };
     if param.kind == SearchParamType::Composite {
         return Err(Unsupported(":missing is not supported on composite parameters".into()));
     }
-    sql.push(&format!("{alias}.row {negate}IN (SELECT row FROM {} WHERE param = ", table_for(param.kind)));
-    sql.arg(param.code.clone());
+    // Every resource has an id and a lastUpdated, which live in the resource row.
+    if matches!(param.code.as_str(), "_id" | "_lastUpdated") {
+        sql.push(if missing { "0" } else { "1" });
+        return Ok(());
+    }
+    // A value may be stored beside the parameter's own table: a CodeableConcept with only text
+    // (`ix_text`), a reference given only by identifier (`<code>:identifier` in `ix_token`).
+    let mut places = vec![(table_for(param.kind), param.code.clone())];
+    match param.kind {
+        SearchParamType::Token => places.push(("ix_text", param.code.clone())),
+        SearchParamType::Reference => places.push(("ix_token", format!("{}:identifier", param.code))),
+        _ => {}
+    }
+    let negate = if missing { "NOT " } else { "" };
+    sql.push(&format!("{alias}.row {negate}IN ("));
+    for (index, (table, stored_param)) in places.into_iter().enumerate() {
+        if index > 0 {
+            sql.push(" UNION ALL ");
+        }
+        sql.push(&format!("SELECT row FROM {table} WHERE param = "));
+        sql.arg(stored_param);
+    }
     sql.push(")");
     Ok(())
 }
@@ -349,11 +402,25 @@ fn value_sql(sql: &mut Sql, t: &str, kind: SearchParamType, modifier: Option<&Mo
             sql.push(")");
         }
         (SearchParamType::Reference, SearchValue::Reference(reference)) => {
+            // `subject:Patient=Group/1` names another type than the modifier: nothing matches.
+            if let (Some(Modifier::Type(target)), Some(resource_type)) = (modifier, &reference.resource_type) {
+                if target != resource_type {
+                    sql.push("0");
+                    return Ok(());
+                }
+            }
             sql.push("(");
             let mut any = false;
             if let Some(url) = &reference.url {
-                sql.push(&format!("{t}.url = "));
+                sql.push(&format!("({t}.url = "));
                 sql.arg(url.clone());
+                // A canonical `url|version` is stored as its url and version; an absolute
+                // `.../_history/n` is stored whole.
+                if let (Some(version), false) = (&reference.version, url.contains("/_history/")) {
+                    sql.push(&format!(" AND {t}.version = "));
+                    sql.arg(version.clone());
+                }
+                sql.push(")");
                 any = true;
             }
             if let Some(id) = &reference.id {
@@ -379,11 +446,24 @@ fn value_sql(sql: &mut Sql, t: &str, kind: SearchParamType, modifier: Option<&Mo
             sql.push(")");
         }
         (SearchParamType::Uri, SearchValue::Text(uri)) => match modifier {
-            Some(Modifier::Below) => starts_with(sql, &format!("{t}.uri"), uri),
-            Some(Modifier::Above) => {
-                sql.push("substr(");
+            // Below and above work on whole path segments: `.../alpha` is above `.../alpha/sub`,
+            // not above `.../alphabet`.
+            Some(Modifier::Below) if uri.ends_with('/') => starts_with(sql, &format!("{t}.uri"), uri),
+            Some(Modifier::Below) => {
+                sql.push(&format!("({t}.uri = "));
                 sql.arg(uri.clone());
-                sql.push(&format!(", 1, length({t}.uri)) = {t}.uri"));
+                sql.push(" OR ");
+                starts_with(sql, &format!("{t}.uri"), &format!("{uri}/"));
+                sql.push(")");
+            }
+            Some(Modifier::Above) => {
+                sql.push(&format!("({t}.uri = "));
+                sql.arg(uri.clone());
+                sql.push(" OR substr(");
+                sql.arg(uri.clone());
+                sql.push(&format!(", 1, length({t}.uri) + 1) = {t}.uri || '/' OR (substr({t}.uri, -1) = '/' AND substr("));
+                sql.arg(uri.clone());
+                sql.push(&format!(", 1, length({t}.uri)) = {t}.uri))"));
             }
             Some(Modifier::Contains) => contains(sql, &format!("{t}.uri"), uri),
             _ => {
@@ -402,23 +482,32 @@ fn value_set_sql(sql: &mut Sql, t: &str, url: &str) -> Result<()> {
         .value_set(url)
         .filter(|value_set| value_set.is_checkable())
         .ok_or_else(|| Unsupported(format!("value set '{}' cannot be expanded by this server", url.chars().take(200).collect::<String>())))?;
-    sql.push(&format!("({t}.system, {t}.code) IN (VALUES "));
-    let mut first = true;
-    for (system, code) in value_set.codes() {
-        if !first {
+    if value_set.is_empty() {
+        sql.push("0");
+        return Ok(());
+    }
+    sql.push(&format!("(({t}.system, {t}.code) IN (VALUES "));
+    for (index, (system, code)) in value_set.codes().enumerate() {
+        if index > 0 {
             sql.push(", ");
         }
-        first = false;
         sql.push("(");
         sql.arg(system.to_string());
         sql.push(", ");
         sql.arg(code.to_string());
         sql.push(")");
     }
-    if first {
-        sql.push("(NULL, NULL)");
+    // A bare code (a `code` element whose binding does not name one system) is in the value set
+    // when one of its systems has that code.
+    sql.push(&format!(") OR ({t}.system IS NULL AND {t}.code IN ("));
+    let codes: std::collections::BTreeSet<&str> = value_set.codes().map(|(_, code)| code).collect();
+    for (index, code) in codes.into_iter().enumerate() {
+        if index > 0 {
+            sql.push(", ");
+        }
+        sql.arg(code.to_string());
     }
-    sql.push(")");
+    sql.push(")))");
     Ok(())
 }
 
@@ -472,16 +561,18 @@ pub fn order_by(sql: &mut Sql, sort: &[SortKey]) {
             "_lastUpdated" => "r.last_updated".to_string(),
             _ => {
                 let table = table_for(key.param.kind);
-                let (column, aggregate) = match (key.param.kind, key.descending) {
-                    (SearchParamType::String, _) => ("norm", "MIN"),
-                    (SearchParamType::Token, _) => ("code", "MIN"),
-                    (SearchParamType::Date, false) => ("low", "MIN"),
-                    (SearchParamType::Date, true) => ("high", "MAX"),
-                    (SearchParamType::Number | SearchParamType::Quantity, false) => ("value", "MIN"),
-                    (SearchParamType::Number | SearchParamType::Quantity, true) => ("value", "MAX"),
-                    (SearchParamType::Reference, _) => ("target_id", "MIN"),
-                    (SearchParamType::Uri, _) => ("uri", "MIN"),
-                    _ => ("row", "MIN"),
+                // With several values, ascending order uses the lowest and descending the
+                // highest, so that each direction puts first what matters most to it.
+                let aggregate = if key.descending { "MAX" } else { "MIN" };
+                let column = match (key.param.kind, key.descending) {
+                    (SearchParamType::String, _) => "norm",
+                    (SearchParamType::Token, _) => "code",
+                    (SearchParamType::Date, false) => "low",
+                    (SearchParamType::Date, true) => "high",
+                    (SearchParamType::Number | SearchParamType::Quantity, _) => "value",
+                    (SearchParamType::Reference, _) => "target_id",
+                    (SearchParamType::Uri, _) => "uri",
+                    _ => "row",
                 };
                 let mut expression = format!("(SELECT {aggregate}({column}) FROM {table} WHERE row = r.row AND param = ");
                 sql.args.push(Value::Text(key.param.code.clone()));

@@ -93,8 +93,14 @@ pub(crate) fn build(data: DataFile) -> Result<Definitions, DefinitionsError> {
         }
     }
 
+    let mut compartments: HashMap<String, Vec<(String, Vec<String>)>> = HashMap::new();
+    for record in data.compartments {
+        compartments.entry(record.compartment).or_default().push((record.resource, record.params));
+    }
+
     Ok(Definitions {
         fhir_version: data.fhir_version,
+        compartments,
         types,
         resource_types,
         structures,

@@ -18,6 +18,17 @@ pub(crate) struct DataFile {
     pub elements: Vec<ElementRecord>,
     pub search_parameters: Vec<SearchParameter>,
     pub value_sets: Vec<ValueSetRecord>,
+    pub compartments: Vec<CompartmentRecord>,
+}
+
+/// One resource type's membership in a compartment (from the CompartmentDefinitions): a
+/// resource is in the compartment of X when one of `params` refers to X.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CompartmentRecord {
+    pub compartment: String,
+    pub resource: String,
+    pub params: Vec<String>,
 }
 
 #[derive(Deserialize)]

@@ -75,6 +75,9 @@ pub struct Definitions {
     search_by_type: HashMap<String, Vec<usize>>,
     value_sets: Vec<ValueSet>,
     value_set_index: HashMap<String, usize>,
+    /// Per compartment type (`Patient`, `Encounter`, ...): each member resource type and the
+    /// search parameters that place it in the compartment.
+    compartments: HashMap<String, Vec<(String, Vec<String>)>>,
 }
 
 impl Definitions {
@@ -211,6 +214,12 @@ impl Definitions {
     }
 
     /// The value sets of required bindings, checkable or not.
+    /// The resource types in the compartment of a `compartment` resource (`Patient`, `Encounter`,
+    /// `Practitioner`, `RelatedPerson`, `Device`), each with the parameters that link them to it.
+    pub fn compartment_members(&self, compartment: &str) -> &[(String, Vec<String>)] {
+        self.compartments.get(compartment).map_or(&[], Vec::as_slice)
+    }
+
     pub fn value_sets(&self) -> impl Iterator<Item = &ValueSet> + '_ {
         self.value_sets.iter()
     }

@@ -8,6 +8,6 @@ pub mod index;
 pub mod query;
 pub mod value;
 
-pub use query::{parse_search, Criterion, Include, Modifier, ParamPath, ParamRef, SearchQuery, SortKey, Total};
+pub use query::{parse_search, CompartmentFilter, Criterion, Include, Modifier, ParamPath, ParamRef, SearchQuery, SortKey, Total};
 pub use value::{Decimal, Prefix, ReferenceValue, SearchValue};
 pub use index::{normalize, IndexEntry, IndexValue};

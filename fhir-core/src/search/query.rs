@@ -120,6 +120,32 @@ pub struct SearchQuery {
     pub applied: Vec<(String, String)>,
     /// Parameters ignored (unknown or unsupported), as warnings for the response.
     pub ignored: Vec<Issue>,
+    /// Restricts the search to one resource's compartment (`Patient/123/Observation?...`).
+    pub compartment: Option<CompartmentFilter>,
+}
+
+/// The compartment of one resource: resources of the member types that refer to it through
+/// their compartment parameters (and, with `include_self`, the resource itself).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompartmentFilter {
+    pub resource_type: String,
+    pub id: String,
+    /// Member types, each with the parameters that link it to the compartment.
+    pub members: Vec<(String, Vec<String>)>,
+    pub include_self: bool,
+}
+
+impl CompartmentFilter {
+    /// The compartment of `resource_type/id` restricted to `types` (all member types when empty);
+    /// `None` when `resource_type` defines no compartment.
+    pub fn new(resource_type: &str, id: &str, types: &[String], include_self: bool) -> Option<Self> {
+        let members = r4().compartment_members(resource_type);
+        if members.is_empty() {
+            return None;
+        }
+        let members = members.iter().filter(|(member, _)| types.is_empty() || types.contains(member)).cloned().collect();
+        Some(CompartmentFilter { resource_type: resource_type.to_string(), id: id.to_string(), members, include_self })
+    }
 }
 
 /// Parameters that shape the response rather than select resources, handled elsewhere.
@@ -143,6 +169,7 @@ pub fn parse_search(types: Vec<String>, params: &[(String, String)], strict: boo
         cursor: None,
         applied: Vec::new(),
         ignored: Vec::new(),
+        compartment: None,
     };
     let mut errors = Vec::new();
     for (name, value) in params {
@@ -380,6 +407,11 @@ fn parse_values(path: &ParamPath, value: &str) -> Result<Vec<SearchValue>, Strin
                 parse_value(SearchParamType::String, raw)
             }
             (SearchParamType::Token, Some(Modifier::OfType)) => parse_of_type(raw),
+            // Ids have no system: `_id=sys|1` is a mistake, not a search for id 1.
+            (SearchParamType::Token, _) if param.code == "_id" => match parse_token(raw)? {
+                value @ SearchValue::Token { system: None, code: Some(_) } => Ok(value),
+                _ => Err("_id takes plain ids, without a system".into()),
+            },
             (SearchParamType::Reference, Some(Modifier::Identifier)) => parse_token(raw),
             (SearchParamType::Reference, Some(Modifier::Type(target))) if !raw.contains('/') => {
                 parse_value(SearchParamType::Reference, &format!("{target}/{raw}"))
@@ -522,6 +554,7 @@ mod tests {
         assert!(parse("Patient", "name:missing=maybe").is_err());
         assert!(parse("Patient", "_count=abc").is_err());
         assert!(parse("Patient", "_total=sometimes").is_err());
+        assert!(parse("Patient", "_id=http://example.org|1").is_err(), "ids have no system");
     }
 
     #[test]
