@@ -6,7 +6,8 @@
 //! Layout:
 //! - [`state`]: shared state, settings, and the read-model ports the binary wires in.
 //! - [`negotiate`]: query parameters, formats, `Prefer`, body media type and size.
-//! - [`resource`]: parse, validate and stamp request resources.
+//! - [`resource`]: parse, validate and stamp request resources; [`patch`]: JSON Patch and
+//!   FHIRPath Patch bodies.
 //! - [`write`]: the optimistic write path with retries; [`locks`]: per-criteria locks for
 //!   conditional writes.
 //! - [`handlers`]: the routes and one file per family of interactions.
@@ -16,6 +17,7 @@ pub mod error;
 pub mod handlers;
 pub mod locks;
 pub mod negotiate;
+pub mod patch;
 pub mod resource;
 pub mod respond;
 pub mod state;

@@ -104,7 +104,8 @@ fn is_plain_host(host: &str) -> bool {
     !host.is_empty() && host.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
 }
 
-fn is_json_media_type(media: &str) -> bool {
+/// Whether a media type (lowercase, without parameters) is FHIR JSON.
+pub fn is_json_media_type(media: &str) -> bool {
     matches!(media, "application/fhir+json" | "application/json" | "application/json+fhir" | "text/json")
 }
 
@@ -149,37 +150,15 @@ fn parse_prefer_return(headers: &HeaderMap) -> PreferReturn {
     PreferReturn::Representation
 }
 
-/// The media types a request body may have.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BodyKind {
-    /// A FHIR resource in JSON.
-    Resource,
-    /// A JSON Patch document.
-    JsonPatch,
-}
-
-/// Reads the body up to the configured limit and checks its media type.
-pub async fn read_body(state: &AppState, headers: &HeaderMap, body: Body, kind: BodyKind) -> ApiResult<Bytes> {
+/// Reads a FHIR resource body (JSON media type, or none) up to the configured limit.
+pub async fn read_resource_body(state: &AppState, headers: &HeaderMap, body: Body) -> ApiResult<Bytes> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .map(|v| v.to_str().map_err(|_| ApiError::invalid("Content-Type header is not valid text")))
         .transpose()?;
     let media = content_type.map(|c| c.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
-    match (kind, media.as_deref()) {
-        (BodyKind::Resource, None) => {}
-        (BodyKind::Resource, Some(media)) if is_json_media_type(media) => {}
-        (BodyKind::JsonPatch, Some("application/json-patch+json")) => {}
-        (BodyKind::Resource, Some(media)) => {
-            return Err(ApiError::UnsupportedMediaType(format!(
-                "Content-Type '{media}' is not supported; send application/fhir+json"
-            )))
-        }
-        (BodyKind::JsonPatch, other) => {
-            return Err(ApiError::UnsupportedMediaType(format!(
-                "Content-Type '{}' is not supported for PATCH; send application/json-patch+json",
-                other.unwrap_or("(none)")
-            )))
-        }
+    if let Some(media) = media.filter(|media| !is_json_media_type(media)) {
+        return Err(ApiError::UnsupportedMediaType(format!("Content-Type '{media}' is not supported; send application/fhir+json")));
     }
     read_limited(state, headers, body).await
 }

@@ -3,7 +3,7 @@
 mod common;
 
 use common::{assert_outcome, json_with_status, patient, TestServer};
-use serde_json::json;
+use serde_json::{json, Value};
 
 #[tokio::test]
 async fn create_assigns_id_version_and_headers() {
@@ -178,12 +178,54 @@ async fn json_patch() {
     assert_eq!(send_patch(&server, &path, "application/json-patch+json", not_a_patch).await.status(), 400);
 
     let wrong_type = json!([]);
-    assert_eq!(send_patch(&server, &path, "application/fhir+json", wrong_type).await.status(), 415);
+    assert_eq!(send_patch(&server, &path, "text/plain", wrong_type).await.status(), 415);
 
     let missing = json!([]);
     assert_eq!(send_patch(&server, "Patient/nope", "application/json-patch+json", missing).await.status(), 404);
 
     // Nothing but the successful patch made a version.
+    let current = json_with_status(server.get(&path).await, 200).await;
+    assert_eq!(current["meta"]["versionId"], "2");
+    server.stop().await;
+}
+
+fn operation(parts: Value) -> Value {
+    json!({ "name": "operation", "part": parts })
+}
+
+#[tokio::test]
+async fn fhirpath_patch() {
+    let server = TestServer::start().await;
+    let mut resource = patient("Before");
+    resource["telecom"] = json!([{ "system": "phone", "value": "555-0100" }, { "system": "email", "value": "a@example.org" }]);
+    let created = server.create(resource).await;
+    let path = format!("Patient/{}", created["id"].as_str().unwrap());
+    let patch = json!({ "resourceType": "Parameters", "parameter": [
+        operation(json!([{ "name": "type", "valueCode": "replace" }, { "name": "path", "valueString": "Patient.name[0].family" }, { "name": "value", "valueString": "After" }])),
+        operation(json!([{ "name": "type", "valueCode": "add" }, { "name": "path", "valueString": "Patient" }, { "name": "name", "valueString": "deceased" }, { "name": "value", "valueDateTime": "2020-01-02" }])),
+        operation(json!([{ "name": "type", "valueCode": "delete" }, { "name": "path", "valueString": "Patient.telecom.where(system = 'phone')" }])),
+    ]});
+    let patched = json_with_status(send_patch(&server, &path, "application/fhir+json", patch).await, 200).await;
+    assert_eq!(patched["name"][0]["family"], "After");
+    assert_eq!(patched["deceasedDateTime"], "2020-01-02");
+    assert_eq!(patched["telecom"], json!([{ "system": "email", "value": "a@example.org" }]));
+    assert_eq!(patched["meta"]["versionId"], "2");
+
+    // A path that selects nothing to replace: 422, naming the operation.
+    let nothing = json!({ "resourceType": "Parameters", "parameter": [
+        operation(json!([{ "name": "type", "valueCode": "replace" }, { "name": "path", "valueString": "Patient.maritalStatus" }, { "name": "value", "valueCodeableConcept": { "text": "single" } }])),
+    ]});
+    let failed = json_with_status(send_patch(&server, &path, "application/fhir+json", nothing).await, 422).await;
+    assert_eq!(failed["issue"][0]["expression"][0], "Parameters.parameter[0]");
+    // A result that is not valid FHIR: 422.
+    let bad_value = json!({ "resourceType": "Parameters", "parameter": [
+        operation(json!([{ "name": "type", "valueCode": "replace" }, { "name": "path", "valueString": "Patient.birthDate" }, { "name": "value", "valueString": "yesterday" }])),
+    ]});
+    json_with_status(send_patch(&server, &path, "application/fhir+json", bad_value).await, 422).await;
+    // Not a Parameters resource: 400.
+    let not_parameters = json!({ "resourceType": "Patient" });
+    json_with_status(send_patch(&server, &path, "application/fhir+json", not_parameters).await, 400).await;
+
     let current = json_with_status(server.get(&path).await, 200).await;
     assert_eq!(current["meta"]["versionId"], "2");
     server.stop().await;

@@ -134,3 +134,110 @@ async fn unknown_parameters_are_reported_or_rejected() {
     assert_eq!(server.get("Nope?name=x").await.status(), 404);
     server.stop().await;
 }
+
+/// A patient with a practitioner, an encounter and two observations (one in the encounter), and a
+/// second patient with one observation: (patient id, practitioner id, encounter id).
+async fn small_record(server: &TestServer) -> (String, String, String) {
+    let id = |resource: &Value| resource["id"].as_str().unwrap().to_string();
+    let doctor = id(&server.create(json!({ "resourceType": "Practitioner", "name": [{ "family": "House" }] })).await);
+    let mut person = patient("Compartment");
+    person["generalPractitioner"] = json!([{ "reference": format!("Practitioner/{doctor}") }]);
+    let person = id(&server.create(person).await);
+    let visit = id(&server
+        .create(json!({
+            "resourceType": "Encounter", "status": "finished",
+            "class": { "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB" },
+            "subject": { "reference": format!("Patient/{person}") },
+            "participant": [{ "individual": { "reference": format!("Practitioner/{doctor}") } }]
+        }))
+        .await);
+    for (code, encounter) in [("8867-4", Some(&visit)), ("8310-5", None)] {
+        let mut observation = json!({
+            "resourceType": "Observation", "status": "final",
+            "code": { "coding": [{ "system": "http://loinc.org", "code": code }] },
+            "subject": { "reference": format!("Patient/{person}") }
+        });
+        if let Some(encounter) = encounter {
+            observation["encounter"] = json!({ "reference": format!("Encounter/{encounter}") });
+        }
+        server.create(observation).await;
+    }
+    let other = id(&server.create(patient("Other")).await);
+    server
+        .create(json!({
+            "resourceType": "Observation", "status": "final",
+            "code": { "coding": [{ "system": "http://loinc.org", "code": "8867-4" }] },
+            "subject": { "reference": format!("Patient/{other}") }
+        }))
+        .await;
+    (person, doctor, visit)
+}
+
+#[tokio::test]
+async fn compartment_search() {
+    let server = TestServer::start().await;
+    let (person, doctor, visit) = small_record(&server).await;
+
+    let observations = search(&server, &format!("Patient/{person}/Observation")).await;
+    assert_eq!(ids(&observations, "match").len(), 2);
+    let heart_rate = search(&server, &format!("Patient/{person}/Observation?code=http://loinc.org|8867-4&_total=accurate")).await;
+    assert_eq!(heart_rate["total"], 1);
+    assert!(link(&heart_rate, "self").unwrap().contains(&format!("/Patient/{person}/Observation?")));
+
+    let mut everything_in = ids(&search(&server, &format!("Patient/{person}/*")).await, "match");
+    everything_in.sort();
+    assert_eq!(everything_in.len(), 4, "the patient, the encounter and two observations: {everything_in:?}");
+    assert!(everything_in.contains(&format!("Encounter/{visit}")));
+
+    // The encounter compartment holds the observation made in it; the practitioner's holds the
+    // practitioner, the encounter and the patient who names them as general practitioner.
+    assert_eq!(ids(&search(&server, &format!("Encounter/{visit}/Observation")).await, "match").len(), 1);
+    let mut doctors = ids(&search(&server, &format!("Practitioner/{doctor}/*")).await, "match");
+    doctors.sort();
+    assert_eq!(doctors, {
+        let mut expected = vec![format!("Encounter/{visit}"), format!("Patient/{person}"), format!("Practitioner/{doctor}")];
+        expected.sort();
+        expected
+    });
+
+    assert_eq!(server.get(&format!("Patient/{person}/Organization")).await.status(), 400);
+    assert_eq!(server.get(&format!("Patient/{person}/Nope")).await.status(), 404);
+    assert_eq!(server.get(&format!("Organization/{doctor}/Patient")).await.status(), 404);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn patient_everything() {
+    let server = TestServer::start().await;
+    let (person, doctor, visit) = small_record(&server).await;
+
+    let everything = search(&server, &format!("Patient/{person}/$everything")).await;
+    let mut matched = ids(&everything, "match");
+    matched.sort();
+    assert_eq!(matched.len(), 4, "the patient, the encounter and two observations: {matched:?}");
+    assert!(matched.contains(&format!("Patient/{person}")));
+    assert!(matched.contains(&format!("Encounter/{visit}")));
+    assert_eq!(ids(&everything, "include"), vec![format!("Practitioner/{doctor}")], "referenced resources come along");
+
+    let only = search(&server, &format!("Patient/{person}/$everything?_type=Observation")).await;
+    assert_eq!(ids(&only, "match").len(), 2);
+    let future = search(&server, &format!("Patient/{person}/$everything?_since=2999-01-01T00:00:00Z")).await;
+    assert!(ids(&future, "match").is_empty());
+
+    // Paging follows the links.
+    let mut page = search(&server, &format!("Patient/{person}/$everything?_count=3")).await;
+    let mut seen = ids(&page, "match");
+    while let Some(next) = link(&page, "next") {
+        assert!(next.contains("/$everything?"));
+        page = json_with_status(server.client.get(next).send().await.unwrap(), 200).await;
+        seen.extend(ids(&page, "match"));
+    }
+    seen.sort();
+    assert_eq!(seen, matched);
+
+    assert_eq!(server.get("Patient/unknown/$everything").await.status(), 404);
+    assert_eq!(server.get(&format!("Patient/{person}/$everything?start=2020-01-01")).await.status(), 400);
+    assert_eq!(server.get(&format!("Patient/{person}/$everything?_type=Organization")).await.status(), 400);
+    assert_eq!(server.get(&format!("Patient/{person}/$frobnicate")).await.status(), 404);
+    server.stop().await;
+}

@@ -39,6 +39,16 @@ pub fn capability_statement(config: &ApiConfig) -> Bytes {
                 .filter(|p| p.kind == SearchParamType::Reference)
                 .map(|p| format!("{resource_type}:{}", p.code))
                 .collect();
+            let mut operations = vec![json!({
+                "name": "validate",
+                "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"
+            })];
+            if resource_type == "Patient" {
+                operations.push(json!({
+                    "name": "everything",
+                    "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"
+                }));
+            }
             json!({
                 "type": resource_type,
                 "profile": format!("http://hl7.org/fhir/StructureDefinition/{resource_type}"),
@@ -52,10 +62,7 @@ pub fn capability_statement(config: &ApiConfig) -> Bytes {
                 "conditionalDelete": "single",
                 "searchInclude": search_include,
                 "searchParam": parameters.iter().map(|p| search_param_json(p)).collect::<Vec<_>>(),
-                "operation": [{
-                    "name": "validate",
-                    "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"
-                }]
+                "operation": operations
             })
         })
         .collect();
@@ -72,11 +79,15 @@ pub fn capability_statement(config: &ApiConfig) -> Bytes {
         },
         "fhirVersion": "4.0.1",
         "format": ["json"],
-        "patchFormat": ["application/json-patch+json"],
+        "patchFormat": ["application/json-patch+json", "application/fhir+json"],
         "rest": [{
             "mode": "server",
             "resource": resources,
             "interaction": [{ "code": "history-system" }, { "code": "search-system" }],
+            "compartment": fhir_core::definitions::r4()
+                .compartment_types()
+                .map(|c| format!("http://hl7.org/fhir/CompartmentDefinition/{}", c.to_ascii_lowercase()))
+                .collect::<Vec<_>>(),
             "searchParam": searchable_parameters("Resource").map(search_param_json).collect::<Vec<_>>()
         }]
     });

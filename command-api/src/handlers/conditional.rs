@@ -15,11 +15,11 @@ use fhir_core::search::parse_search;
 use fhir_core::{operation_outcome, Issue, IssueType};
 use serde_json::Value;
 
-use super::instance::{delete_resource, patch_resource, read_patch, update_resource, write_response};
+use super::instance::{delete_resource, patch_resource, update_resource, write_response};
 use super::search::run;
 use super::{check_type, FhirPath};
 use crate::error::{ApiError, ApiResult};
-use crate::negotiate::{read_body, BodyKind, RequestContext};
+use crate::negotiate::{read_resource_body, RequestContext};
 use crate::resource::{parse_resource, validate, Resource};
 use crate::respond::{fhir_json_response, with_version_headers};
 use crate::state::{AppState, SearchPageRequest};
@@ -90,7 +90,7 @@ pub async fn conditional_update(
     body: Body,
 ) -> ApiResult<Response> {
     check_type(&resource_type)?;
-    let body = read_body(&state, &context.headers, body, BodyKind::Resource).await?;
+    let body = read_resource_body(&state, &context.headers, body).await?;
     let mut resource = parse_resource(&body, &resource_type)?;
     validate(&resource, false)?;
     let _guard = state.conditional_locks.lock(lock_key(&context.tenant, &resource_type, &context.params)).await;
@@ -131,7 +131,7 @@ pub async fn conditional_patch(
     body: Body,
 ) -> ApiResult<Response> {
     check_type(&resource_type)?;
-    let patch = read_patch(&state, &context, body).await?;
+    let patch = crate::patch::PatchDocument::read(&state, &context, body).await?;
     let _guard = state.conditional_locks.lock(lock_key(&context.tenant, &resource_type, &context.params)).await;
     match matches(&state, &context.tenant, &resource_type, &context.params).await?.as_slice() {
         [] => Err(ApiError::NotFound(format!("no {resource_type} matches the criteria"))),

@@ -1,4 +1,5 @@
-//! Instance interactions: read, vread, update (PUT), patch (JSON Patch) and delete.
+//! Instance interactions: read, vread, update (PUT), patch (JSON Patch or FHIRPath Patch) and
+//! delete.
 
 use std::sync::Arc;
 
@@ -14,9 +15,10 @@ use serde_json::Value;
 
 use super::{instance_key, FhirPath};
 use crate::error::{ApiError, ApiResult};
-use crate::negotiate::{read_body, BodyKind, PreferReturn, RequestContext};
+use crate::negotiate::{read_resource_body, PreferReturn, RequestContext};
 use crate::resource::{parse_resource, validate, Resource};
 use crate::respond::{fhir_json_response, parse_etag, prettify, shape, with_version_headers};
+use crate::patch::PatchDocument;
 use crate::state::AppState;
 use crate::write::{write_with_retry, Plan, Written};
 
@@ -107,7 +109,7 @@ pub async fn update(
     body: Body,
 ) -> ApiResult<Response> {
     let key = instance_key(&context.tenant, &resource_type, &id)?;
-    let body = read_body(&state, &context.headers, body, BodyKind::Resource).await?;
+    let body = read_resource_body(&state, &context.headers, body).await?;
     let resource = parse_resource(&body, &resource_type)?;
     match resource.get("id") {
         Some(Value::String(body_id)) if *body_id == id => {}
@@ -139,17 +141,12 @@ pub async fn patch(
     body: Body,
 ) -> ApiResult<Response> {
     let key = instance_key(&context.tenant, &resource_type, &id)?;
-    let patch = read_patch(&state, &context, body).await?;
+    let patch = PatchDocument::read(&state, &context, body).await?;
     patch_resource(&state, &context, &key, &patch).await
 }
 
-pub async fn read_patch(state: &AppState, context: &RequestContext, body: Body) -> ApiResult<json_patch::Patch> {
-    let body = read_body(state, &context.headers, body, BodyKind::JsonPatch).await?;
-    serde_json::from_slice(&body).map_err(|_| ApiError::invalid("the body is not a valid JSON Patch document (RFC 6902)"))
-}
-
-/// Applies a JSON Patch to the current version of `key` and writes the result as the next one.
-pub async fn patch_resource(state: &AppState, context: &RequestContext, key: &StreamKey, patch: &json_patch::Patch) -> ApiResult<Response> {
+/// Applies a patch to the current version of `key` and writes the result as the next one.
+pub async fn patch_resource(state: &AppState, context: &RequestContext, key: &StreamKey, patch: &PatchDocument) -> ApiResult<Response> {
     let (resource_type, id) = (&key.resource_type, &key.id);
     let written = write_with_retry(state, key, if_match(context)?, |latest| {
         let current = match latest {
@@ -159,12 +156,9 @@ pub async fn patch_resource(state: &AppState, context: &RequestContext, key: &St
             }
             Some(event) => event,
         };
-        let mut document: Value =
+        let document: Value =
             serde_json::from_slice(&current.body).map_err(|_| ApiError::Internal("a stored body is not JSON".into()))?;
-        json_patch::patch(&mut document, patch).map_err(|error| {
-            ApiError::Unprocessable(vec![Issue::error(IssueType::Processing, format!("the patch cannot be applied: {error}"))])
-        })?;
-        let Value::Object(patched) = document else {
+        let Value::Object(patched) = patch.apply(document)? else {
             return Err(ApiError::Unprocessable(vec![Issue::error(IssueType::Processing, "the patch must leave a JSON object")]));
         };
         if patched.get("resourceType").and_then(Value::as_str) != Some(resource_type.as_str())

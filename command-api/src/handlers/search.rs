@@ -1,5 +1,6 @@
 //! Search: `GET [type]?...`, `POST [type]/_search` (form body merged with the query string), and
-//! system search `GET [base]?_type=...`. The index answers with log positions at a snapshot; the
+//! system search `GET [base]?_type=...` (compartment search and `$everything` build on it in
+//! `compartment.rs`). The index answers with log positions at a snapshot; the
 //! bodies come from the log; pages link to each other through a cursor that pins the snapshot,
 //! so paging stays consistent while writes go on.
 
@@ -10,7 +11,7 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
-use fhir_core::search::{parse_search, SearchQuery};
+use fhir_core::search::{parse_search, CompartmentFilter, SearchQuery};
 use fhir_core::summary::SummaryMode;
 use fhir_core::{operation_outcome, Issue, IssueType};
 
@@ -31,7 +32,7 @@ pub async fn type_search(
 ) -> ApiResult<Response> {
     check_type(&resource_type)?;
     let params = context.params.clone();
-    respond(&state, &context, vec![resource_type.clone()], params, &resource_type).await
+    respond(&state, &context, vec![resource_type.clone()], params, &resource_type, None).await
 }
 
 /// `POST [type]/_search`: parameters from an `application/x-www-form-urlencoded` body and the URL.
@@ -43,7 +44,7 @@ pub async fn type_search_post(state: &AppState, resource_type: &str, context: &R
     let body = crate::negotiate::read_limited(state, &context.headers, body).await?;
     let mut params = context.params.clone();
     params.extend(form_urlencoded::parse(&body).into_owned());
-    respond(state, context, vec![resource_type.to_string()], params, resource_type).await
+    respond(state, context, vec![resource_type.to_string()], params, resource_type, None).await
 }
 
 /// `GET [base]?_type=A,B&...`: search across types (all types without `_type`).
@@ -57,13 +58,22 @@ pub async fn system_search(State(state): State<Arc<AppState>>, context: RequestC
         .map(String::from)
         .collect();
     let params = context.params.clone();
-    respond(&state, &context, types, params, "").await
+    respond(&state, &context, types, params, "", None).await
 }
 
-/// Runs the search for `params` and renders the searchset Bundle.
-async fn respond(state: &AppState, context: &RequestContext, types: Vec<String>, params: Vec<(String, String)>, path: &str) -> ApiResult<Response> {
+/// Runs the search for `params` over `types` (within `compartment` when given) and renders the
+/// searchset Bundle, whose links point at `path`.
+pub(super) async fn respond(
+    state: &AppState,
+    context: &RequestContext,
+    types: Vec<String>,
+    params: Vec<(String, String)>,
+    path: &str,
+    compartment: Option<CompartmentFilter>,
+) -> ApiResult<Response> {
     let strict = context.prefers("handling=strict");
-    let query = parse_search(types, &params, strict).map_err(ApiError::BadRequest)?;
+    let mut query = parse_search(types, &params, strict).map_err(ApiError::BadRequest)?;
+    query.compartment = compartment;
     let page = parse_cursor(query.cursor.as_deref())?;
     let mut warnings = query.ignored.clone();
     if page.snapshot.is_none() && context.prefers(READ_YOUR_WRITES) {

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::{check_type, instance::write_response, FhirPath};
 use crate::error::{ApiError, ApiResult};
-use crate::negotiate::{read_body, BodyKind, RequestContext};
+use crate::negotiate::{read_resource_body, RequestContext};
 use crate::resource::{parse_json, parse_resource, validate};
 use crate::respond::{fhir_json_response, prettify};
 use crate::state::AppState;
@@ -26,7 +26,7 @@ pub async fn create(
     body: Body,
 ) -> ApiResult<Response> {
     check_type(&resource_type)?;
-    let body = read_body(&state, &context.headers, body, BodyKind::Resource).await?;
+    let body = read_resource_body(&state, &context.headers, body).await?;
     let resource = parse_resource(&body, &resource_type)?;
     validate(&resource, false)?;
     if let Some(criteria) = context.header(axum::http::HeaderName::from_static("if-none-exist"))? {
@@ -60,7 +60,7 @@ pub async fn operation(
 /// `$validate`: 200 with an OperationOutcome listing every issue (or "All OK"), whether or not the
 /// resource is valid. The body is the resource itself or a Parameters resource with a `resource`.
 async fn validate_operation(state: &AppState, resource_type: &str, context: &RequestContext, body: Body) -> ApiResult<Response> {
-    let body = read_body(state, &context.headers, body, BodyKind::Resource).await?;
+    let body = read_resource_body(state, &context.headers, body).await?;
     let value = parse_json(&body)?;
     let resource = if value.get("resourceType").and_then(Value::as_str) == Some("Parameters") && resource_type != "Parameters" {
         value

@@ -213,13 +213,20 @@ impl Definitions {
         value_set.is_checkable().then(|| value_set.contains_code(code))
     }
 
-    /// The value sets of required bindings, checkable or not.
+    /// The resource types that define a compartment, sorted.
+    pub fn compartment_types(&self) -> impl Iterator<Item = &str> {
+        let mut types: Vec<&str> = self.compartments.keys().map(String::as_str).collect();
+        types.sort_unstable();
+        types.into_iter()
+    }
+
     /// The resource types in the compartment of a `compartment` resource (`Patient`, `Encounter`,
     /// `Practitioner`, `RelatedPerson`, `Device`), each with the parameters that link them to it.
     pub fn compartment_members(&self, compartment: &str) -> &[(String, Vec<String>)] {
         self.compartments.get(compartment).map_or(&[], Vec::as_slice)
     }
 
+    /// The value sets of required bindings, checkable or not.
     pub fn value_sets(&self) -> impl Iterator<Item = &ValueSet> + '_ {
         self.value_sets.iter()
     }

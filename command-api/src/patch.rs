@@ -1,0 +1,62 @@
+//! PATCH bodies: JSON Patch (`application/json-patch+json`, RFC 6902) or FHIRPath Patch (a
+//! `Parameters` resource sent as `application/fhir+json`), chosen by the Content-Type.
+
+use axum::body::Body;
+use axum::http::header;
+use fhir_core::{fhirpath_patch, Issue, IssueType};
+use serde_json::Value;
+
+use crate::error::{ApiError, ApiResult};
+use crate::negotiate::{is_json_media_type, read_limited, RequestContext};
+use crate::state::AppState;
+
+/// A parsed PATCH body.
+pub enum PatchDocument {
+    Json(json_patch::Patch),
+    FhirPath(Value),
+}
+
+impl PatchDocument {
+    /// Reads and parses the body of a PATCH request.
+    pub async fn read(state: &AppState, context: &RequestContext, body: Body) -> ApiResult<PatchDocument> {
+        let media = context.header(header::CONTENT_TYPE)?.map(|c| c.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
+        let fhirpath = match media.as_deref() {
+            Some("application/json-patch+json") => false,
+            Some(media) if is_json_media_type(media) => true,
+            other => {
+                return Err(ApiError::UnsupportedMediaType(format!(
+                    "Content-Type '{}' is not supported for PATCH; send application/json-patch+json (JSON Patch) or application/fhir+json (FHIRPath Patch Parameters)",
+                    other.unwrap_or("(none)")
+                )))
+            }
+        };
+        let body = read_limited(state, &context.headers, body).await?;
+        if fhirpath {
+            let document: Value = serde_json::from_slice(&body).map_err(|_| ApiError::invalid("the body is not valid JSON"))?;
+            if document.get("resourceType").and_then(Value::as_str) != Some("Parameters") {
+                return Err(ApiError::invalid("a FHIRPath Patch body must be a Parameters resource"));
+            }
+            Ok(PatchDocument::FhirPath(document))
+        } else {
+            serde_json::from_slice(&body)
+                .map(PatchDocument::Json)
+                .map_err(|_| ApiError::invalid("the body is not a valid JSON Patch document (RFC 6902)"))
+        }
+    }
+
+    /// Applies the patch to `current`; a patch that cannot be applied is 422.
+    pub fn apply(&self, current: Value) -> ApiResult<Value> {
+        match self {
+            PatchDocument::Json(patch) => {
+                let mut document = current;
+                json_patch::patch(&mut document, patch).map_err(|error| {
+                    ApiError::Unprocessable(vec![Issue::error(IssueType::Processing, format!("the patch cannot be applied: {error}"))])
+                })?;
+                Ok(document)
+            }
+            PatchDocument::FhirPath(patch) => {
+                fhirpath_patch::apply(&current, patch).map_err(|error| ApiError::Unprocessable(vec![Issue::from(&error)]))
+            }
+        }
+    }
+}
