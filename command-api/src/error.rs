@@ -36,9 +36,9 @@ pub enum ApiError {
     Unprocessable(Vec<Issue>),
     #[error("not implemented")]
     NotImplemented(String),
-    /// The server is shutting down.
+    /// The server cannot answer now (shutting down, or a read model is behind); retry.
     #[error("unavailable")]
-    Unavailable,
+    Unavailable(String),
     /// A fault of the server's own; the detail is logged, not sent.
     #[error("internal error: {0}")]
     Internal(String),
@@ -62,7 +62,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
-            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -81,7 +81,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { limit } => {
                 one(IssueType::TooLong, &format!("the request body is larger than the limit of {limit} bytes"))
             }
-            ApiError::Unavailable => one(IssueType::Transient, "the server is shutting down; retry shortly"),
+            ApiError::Unavailable(text) => one(IssueType::Transient, text),
             ApiError::Internal(_) => one(IssueType::Exception, "internal server error"),
         }
     }
@@ -93,7 +93,7 @@ impl From<LogError> for ApiError {
             LogError::Conflict { .. } => ApiError::Conflict("the resource was changed by another request; retry".into()),
             LogError::DuplicateStream { .. } => ApiError::invalid("the same resource appears more than once in one request"),
             LogError::EmptyAppend => ApiError::invalid("nothing to write"),
-            LogError::Closed => ApiError::Unavailable,
+            LogError::Closed => ApiError::Unavailable("the server is shutting down; retry shortly".into()),
             LogError::Storage(detail) => ApiError::Internal(detail),
         }
     }

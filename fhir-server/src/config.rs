@@ -28,6 +28,9 @@ pub struct Config {
     pub sync: SyncMode,
     /// Log line format: `text` or `json`.
     pub log_format: LogFormat,
+    /// Longest wait, in milliseconds, for the search index to catch up with earlier writes
+    /// (`Prefer: read-your-writes` searches and conditional operations).
+    pub search_wait_ms: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,6 +58,7 @@ impl Default for Config {
             update_create: true,
             sync: SyncMode::Full,
             log_format: LogFormat::Text,
+            search_wait_ms: 5_000,
         }
     }
 }
@@ -78,6 +82,7 @@ impl Config {
             public_base_url: self.public_base_url.clone().map(|url| url.trim_end_matches('/').to_string()),
             max_body_bytes: self.max_body_bytes,
             update_create: self.update_create,
+            search_wait: std::time::Duration::from_millis(self.search_wait_ms),
             ..command_api::ApiConfig::default()
         }
     }

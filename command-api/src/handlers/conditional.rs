@@ -44,7 +44,7 @@ async fn matches(state: &AppState, tenant: &str, resource_type: &str, criteria: 
     query.revinclude.clear();
     let head = state.log.head().await?;
     if !state.search.wait_for(head, state.config.search_wait).await {
-        return Err(ApiError::Unavailable);
+        return Err(ApiError::Unavailable("the search index has not caught up with earlier writes; retry shortly".into()));
     }
     let result = run(state, tenant, &query, SearchPageRequest::default()).await?;
     Ok(state.log.read_positions(&result.matches).await?)
