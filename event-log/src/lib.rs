@@ -44,7 +44,9 @@ pub trait EventLog: Send + Sync + 'static {
     /// The last version of one stream.
     async fn read_latest(&self, key: &StreamKey) -> Result<Option<Event>>;
 
-    /// Up to `limit` events with a position greater than `after`, in position order.
+    /// Events with a position greater than `after`, in position order: up to `limit` of them,
+    /// except that one append is never split, so that a reader that applies what it reads never
+    /// shows half a transaction: the last append's remaining events come along past `limit`.
     async fn read_from(&self, after: u64, limit: usize) -> Result<Vec<Event>>;
 
     /// The events at the given positions (those that exist), in the order asked.

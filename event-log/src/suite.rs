@@ -115,8 +115,11 @@ async fn read_all_after(log: &dyn EventLog, after: u64, page: usize) -> Vec<Even
     let mut position = after;
     loop {
         let chunk = log.read_from(position, page).await.unwrap();
-        assert!(chunk.len() <= page, "read_from returned more than the limit");
         let Some(last) = chunk.last() else { break };
+        if chunk.len() > page {
+            let overflow = &chunk[page - 1..];
+            assert!(overflow.iter().all(|e| e.transaction_id == last.transaction_id), "read_from goes past the limit only to finish an append");
+        }
         position = last.position;
         events.extend(chunk);
     }
@@ -306,9 +309,18 @@ pub async fn positions_increase_and_read_from_pages_everything(log: Arc<dyn Even
             events.into_iter().map(|event| (event.position, event.key, event.version)).collect();
         assert_eq!(seen, expected, "paging by {page} sees every event once, in order");
     }
+    // Round r appended (r % 4) + 1 events: 1, 2, 3, 4, 1, ... Positions start+1..start+10 hold
+    // rounds 0 to 3 exactly, so a read of 3 after them ends at the limit, and a read of 3 after
+    // start+1 (round 1's two events, then the first of round 2's three) must finish round 2.
     let middle = start + 10;
     let tail = log.read_from(middle, 3).await.unwrap();
     assert_eq!(tail.iter().map(|event| event.position).collect::<Vec<_>>(), [middle + 1, middle + 2, middle + 3]);
+    let whole = log.read_from(start + 1, 3).await.unwrap();
+    assert_eq!(
+        whole.iter().map(|event| event.position).collect::<Vec<_>>(),
+        (start + 2..=start + 6).collect::<Vec<_>>(),
+        "an append is never split: rounds 1 (2 events) and 2 (3 events)"
+    );
     assert!(log.read_from(middle, 0).await.unwrap().is_empty(), "a limit of 0 reads nothing");
     assert!(log.read_from(log.head().await.unwrap(), 10).await.unwrap().is_empty());
     assert!(log.read_from(u64::MAX, 10).await.unwrap().is_empty());

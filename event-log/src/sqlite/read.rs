@@ -101,12 +101,30 @@ pub(crate) fn read_latest(connection: &Connection, key: &StreamKey) -> Result<Op
 
 pub(crate) fn read_from(connection: &Connection, after: u64, limit: usize) -> Result<Vec<Event>> {
     let Ok(after) = i64::try_from(after) else { return Ok(Vec::new()) };
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let mut statement = connection.prepare_cached(&format!(
         "SELECT {EVENT_COLUMNS} FROM events WHERE position > ?1 ORDER BY position LIMIT ?2"
     ))?;
-    collect(&mut statement, (after, limit))
+    let mut events = collect(&mut statement, (after, i64::try_from(limit).unwrap_or(i64::MAX)))?;
+    if events.len() < limit {
+        return Ok(events);
+    }
+    // Finish the last append: its events are consecutive, so read on while they share its
+    // transaction id.
+    loop {
+        let Some(last) = events.last() else { return Ok(events) };
+        let (last_position, transaction) = (to_i64(last.position, "position")?, last.transaction_id.clone());
+        let more = collect(&mut statement, (last_position, TRANSACTION_TAIL_CHUNK))?;
+        let full = more.len() as i64 == TRANSACTION_TAIL_CHUNK;
+        let before = events.len();
+        events.extend(more.into_iter().take_while(|event| event.transaction_id == transaction));
+        if !full || events.len() - before < TRANSACTION_TAIL_CHUNK as usize {
+            return Ok(events);
+        }
+    }
 }
+
+/// How many events `read_from` reads at a time to finish a transaction past its limit.
+const TRANSACTION_TAIL_CHUNK: i64 = 256;
 
 pub(crate) fn read_positions(connection: &Connection, positions: &[u64]) -> Result<Vec<Event>> {
     let mut statement =
