@@ -34,11 +34,12 @@ pub enum ApiError {
     /// The request is well-formed but breaks a rule (a patch that cannot apply, or whose result is invalid).
     #[error("unprocessable")]
     Unprocessable(Vec<Issue>),
-    #[error("not implemented")]
-    NotImplemented(String),
     /// The server cannot answer now (shutting down, or a read model is behind); retry.
     #[error("unavailable")]
     Unavailable(String),
+    /// A failure of one entry of a bundle: the entry's own status, with issues that name it.
+    #[error("bundle entry failed")]
+    Entry { status: StatusCode, issues: Vec<Issue> },
     /// A fault of the server's own; the detail is logged, not sent.
     #[error("internal error: {0}")]
     Internal(String),
@@ -49,8 +50,27 @@ impl ApiError {
         ApiError::BadRequest(vec![Issue::error(IssueType::Invalid, diagnostics)])
     }
 
-    fn status(&self) -> StatusCode {
+    /// The same failure, told as the failure of bundle entry `index`.
+    pub fn at_entry(self, index: usize) -> ApiError {
+        let status = self.status();
+        let issues = self
+            .issues()
+            .into_iter()
+            .map(|mut issue| {
+                issue.diagnostics = format!("entry {index}: {}", issue.diagnostics);
+                issue.expression = match issue.expression.is_empty() {
+                    true => vec![format!("Bundle.entry[{index}]")],
+                    false => issue.expression.iter().map(|e| format!("Bundle.entry[{index}].resource.{e}")).collect(),
+                };
+                issue
+            })
+            .collect();
+        ApiError::Entry { status, issues }
+    }
+
+    pub fn status(&self) -> StatusCode {
         match self {
+            ApiError::Entry { status, .. } => *status,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Gone { .. } => StatusCode::GONE,
@@ -61,21 +81,21 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
-    fn issues(&self) -> Vec<Issue> {
+    pub fn issues(&self) -> Vec<Issue> {
         let one = |code, text: &str| vec![Issue::error(code, text)];
         match self {
+            ApiError::Entry { issues, .. } => issues.clone(),
             ApiError::BadRequest(issues) | ApiError::Unprocessable(issues) => issues.clone(),
             ApiError::NotFound(text) => one(IssueType::NotFound, text),
             ApiError::Gone { version, .. } => {
                 one(IssueType::Deleted, &format!("the resource was deleted (version {version})"))
             }
-            ApiError::MethodNotAllowed(text) | ApiError::NotImplemented(text) => one(IssueType::NotSupported, text),
+            ApiError::MethodNotAllowed(text) => one(IssueType::NotSupported, text),
             ApiError::NotAcceptable(text) | ApiError::UnsupportedMediaType(text) => one(IssueType::NotSupported, text),
             ApiError::Conflict(text) | ApiError::PreconditionFailed(text) => one(IssueType::Conflict, text),
             ApiError::PayloadTooLarge { limit } => {

@@ -10,7 +10,8 @@
 //!   FHIRPath Patch bodies.
 //! - [`write`]: the optimistic write path with retries; [`locks`]: per-criteria locks for
 //!   conditional writes.
-//! - [`handlers`]: the routes and one file per family of interactions.
+//! - [`handlers`]: the routes and one file per family of interactions; [`transaction`]: batch
+//!   and transaction Bundles.
 //! - [`respond`] and [`error`]: response building, and the one place errors become statuses.
 
 pub mod error;
@@ -21,6 +22,7 @@ pub mod patch;
 pub mod resource;
 pub mod respond;
 pub mod state;
+pub mod transaction;
 pub mod write;
 
 use std::sync::Arc;

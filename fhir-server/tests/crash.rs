@@ -121,3 +121,71 @@ async fn acknowledged_writes_survive_kill_9() {
     let verify = Command::new(BINARY).args(["--data", data.path().to_str().unwrap(), "verify"]).output().unwrap();
     assert!(verify.status.success(), "verify passes: {}", String::from_utf8_lossy(&verify.stdout));
 }
+
+/// A transaction of `size` patients that all carry the identifier `http://example.org/tx|{tag}`.
+fn tagged_transaction(tag: u64, size: usize) -> Value {
+    let entries: Vec<Value> = (0..size)
+        .map(|n| {
+            json!({
+                "fullUrl": format!("urn:uuid:7a7a7a7a-0000-4000-8000-{n:012}"),
+                "resource": { "resourceType": "Patient", "identifier": [{ "system": "http://example.org/tx", "value": tag.to_string() }] },
+                "request": { "method": "POST", "url": "Patient" }
+            })
+        })
+        .collect();
+    json!({ "resourceType": "Bundle", "type": "transaction", "entry": entries })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_transactions_are_wholly_present_or_absent_after_kill_9() {
+    const SIZE: usize = 1_000;
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}/fhir");
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+    let mut server = start(data.path(), port);
+    wait_ready(&client, &base).await;
+
+    let sent: Arc<Mutex<Vec<(u64, bool)>>> = Arc::default();
+    let mut senders = Vec::new();
+    for sender in 0..3u64 {
+        let (client, base, sent) = (client.clone(), base.clone(), sent.clone());
+        senders.push(tokio::spawn(async move {
+            for round in 0.. {
+                let tag = sender * 1_000 + round;
+                sent.lock().unwrap().push((tag, false));
+                let body = tagged_transaction(tag, SIZE).to_string();
+                let request = client.post(&base).header("content-type", "application/fhir+json").header("prefer", "return=minimal").body(body);
+                match request.send().await {
+                    Ok(response) if response.status() == 200 => {
+                        sent.lock().unwrap().iter_mut().filter(|(t, _)| *t == tag).for_each(|(_, acknowledged)| *acknowledged = true);
+                    }
+                    _ => return,
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    server.kill().expect("kill -9");
+    server.wait().unwrap();
+    for sender in senders {
+        sender.await.unwrap();
+    }
+    let sent = sent.lock().unwrap().clone();
+    assert!(sent.iter().any(|(_, acknowledged)| *acknowledged), "some transactions committed before the kill");
+
+    let mut server = start(data.path(), port);
+    wait_ready(&client, &base).await;
+    for (tag, acknowledged) in &sent {
+        let url = format!("{base}/Patient?identifier=http://example.org/tx|{tag}&_summary=count");
+        let response = client.get(url).header("prefer", "read-your-writes").send().await.unwrap();
+        let total = response.json::<Value>().await.unwrap()["total"].as_u64().unwrap();
+        if *acknowledged {
+            assert_eq!(total, SIZE as u64, "acknowledged transaction {tag} is wholly present");
+        } else {
+            assert!(total == 0 || total == SIZE as u64, "transaction {tag} is wholly present or absent, not {total}");
+        }
+    }
+    server.kill().unwrap();
+    server.wait().unwrap();
+}

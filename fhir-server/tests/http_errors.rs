@@ -156,7 +156,10 @@ async fn metadata_describes_what_is_implemented() {
     let location = resources.iter().find(|r| r["type"] == "Location").unwrap();
     assert!(!location["searchParam"].to_string().contains("\"near\""), "special parameters are not advertised");
     assert_eq!(patient["conditionalCreate"], true);
-    assert_eq!(statement["rest"][0]["interaction"][0]["code"], "history-system");
-    assert_eq!(statement["rest"][0]["interaction"][1]["code"], "search-system");
+    let system: Vec<&str> = statement["rest"][0]["interaction"].as_array().unwrap().iter().map(|i| i["code"].as_str().unwrap()).collect();
+    assert_eq!(system, ["transaction", "batch", "history-system", "search-system"]);
+    assert_eq!(statement["patchFormat"], json!(["application/json-patch+json", "application/fhir+json"]));
+    assert!(patient["operation"].to_string().contains("Patient-everything"));
+    assert!(statement["rest"][0]["compartment"].to_string().contains("CompartmentDefinition/patient"));
     server.stop().await;
 }

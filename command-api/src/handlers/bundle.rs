@@ -1,4 +1,4 @@
-//! The Bundle JSON the API returns (history and searchset), serialized with each stored body
+//! The Bundle JSON the API returns (history, searchset, batch and transaction responses), serialized with each stored body
 //! embedded as-is rather than re-parsed into a tree.
 
 use bytes::Bytes;
@@ -17,6 +17,7 @@ pub struct Bundle<'a> {
     pub bundle_type: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub total: Option<u64>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub link: Vec<Link>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub entry: Vec<Entry<'a>>,
@@ -64,7 +65,7 @@ pub struct Entry<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request: Option<EntryRequest>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub response: Option<EntryResponse>,
+    pub response: Option<EntryResponse<'a>>,
 }
 
 #[derive(Serialize)]
@@ -78,12 +79,23 @@ pub struct EntryRequest {
     pub url: String,
 }
 
+/// `201 Created`: an entry's response status as FHIR writes it.
+pub fn status_line(status: axum::http::StatusCode) -> String {
+    format!("{} {}", status.as_u16(), status.canonical_reason().unwrap_or_default())
+}
+
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct EntryResponse {
-    pub status: &'static str,
-    pub etag: String,
-    pub last_modified: String,
+pub struct EntryResponse<'a> {
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_modified: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<&'a RawValue>,
 }
 
 /// Borrows stored JSON as a raw value for embedding.

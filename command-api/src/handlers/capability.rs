@@ -83,7 +83,7 @@ pub fn capability_statement(config: &ApiConfig) -> Bytes {
         "rest": [{
             "mode": "server",
             "resource": resources,
-            "interaction": [{ "code": "history-system" }, { "code": "search-system" }],
+            "interaction": [{ "code": "transaction" }, { "code": "batch" }, { "code": "history-system" }, { "code": "search-system" }],
             "compartment": fhir_core::definitions::r4()
                 .compartment_types()
                 .map(|c| format!("http://hl7.org/fhir/CompartmentDefinition/{}", c.to_ascii_lowercase()))

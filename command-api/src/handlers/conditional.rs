@@ -29,7 +29,7 @@ use crate::write::append_one;
 const NOT_CRITERIA: &[&str] = &["_format", "_pretty"];
 
 /// The current resources matching `criteria` (at most two: enough to tell one from many).
-async fn matches(state: &AppState, tenant: &str, resource_type: &str, criteria: &[(String, String)]) -> ApiResult<Vec<Event>> {
+pub(crate) async fn matches(state: &AppState, tenant: &str, resource_type: &str, criteria: &[(String, String)]) -> ApiResult<Vec<Event>> {
     let criteria: Vec<(String, String)> = criteria.iter().filter(|(name, _)| !NOT_CRITERIA.contains(&name.as_str())).cloned().collect();
     if criteria.is_empty() {
         return Err(ApiError::PreconditionFailed("a conditional operation needs search criteria".into()));
@@ -50,7 +50,7 @@ async fn matches(state: &AppState, tenant: &str, resource_type: &str, criteria: 
     Ok(state.log.read_positions(&result.matches).await?)
 }
 
-fn lock_key(tenant: &str, resource_type: &str, criteria: &[(String, String)]) -> String {
+pub(crate) fn lock_key(tenant: &str, resource_type: &str, criteria: &[(String, String)]) -> String {
     let mut sorted: Vec<&(String, String)> = criteria.iter().collect();
     sorted.sort();
     format!("{tenant}\u{0}{resource_type}\u{0}{sorted:?}")

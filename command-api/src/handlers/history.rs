@@ -93,9 +93,11 @@ fn history_bundle(base_url: &str, events: &[Event], self_link: String, next_link
             search: None,
             request: Some(EntryRequest { method, url }),
             response: Some(EntryResponse {
-                status,
-                etag: format!("W/\"{}\"", event.version),
-                last_modified: format_instant(event.recorded_at),
+                status: status.to_string(),
+                location: None,
+                etag: Some(format!("W/\"{}\"", event.version)),
+                last_modified: Some(format_instant(event.recorded_at)),
+                outcome: None,
             }),
         });
     }

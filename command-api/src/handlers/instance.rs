@@ -156,17 +156,7 @@ pub async fn patch_resource(state: &AppState, context: &RequestContext, key: &St
             }
             Some(event) => event,
         };
-        let document: Value =
-            serde_json::from_slice(&current.body).map_err(|_| ApiError::Internal("a stored body is not JSON".into()))?;
-        let Value::Object(patched) = patch.apply(document)? else {
-            return Err(ApiError::Unprocessable(vec![Issue::error(IssueType::Processing, "the patch must leave a JSON object")]));
-        };
-        if patched.get("resourceType").and_then(Value::as_str) != Some(resource_type.as_str())
-            || patched.get("id").and_then(Value::as_str) != Some(id.as_str())
-        {
-            return Err(ApiError::Unprocessable(vec![Issue::error(IssueType::BusinessRule, "a patch may not change resourceType or id")]));
-        }
-        validate(&patched, true)?;
+        let patched = patch.patched(&current.body, resource_type, id)?;
         Ok(Plan::Put(patched))
     })
     .await?;

@@ -1,9 +1,9 @@
 //! The HTTP routes of the FHIR API and their handlers, one file per family of interactions.
 
-mod bundle;
+pub(crate) mod bundle;
 mod capability;
 mod compartment;
-mod conditional;
+pub(crate) mod conditional;
 mod history;
 mod instance;
 mod search;

@@ -1,5 +1,4 @@
-//! Type-level interactions: create, `$validate`, and batch/transaction (which answers 501 until
-//! it is implemented).
+//! Type-level interactions: create and `$validate`, and `POST [base]` for batch/transaction.
 
 use std::sync::Arc;
 
@@ -88,6 +87,8 @@ async fn validate_operation(state: &AppState, resource_type: &str, context: &Req
     Ok(fhir_json_response(StatusCode::OK, body))
 }
 
-pub async fn bundle() -> ApiResult<Response> {
-    Err(ApiError::NotImplemented("batch and transaction bundles are not implemented yet on this server".into()))
+/// `POST [base]`: a batch or transaction Bundle.
+pub async fn bundle(State(state): State<Arc<AppState>>, context: RequestContext, body: Body) -> ApiResult<Response> {
+    let body = read_resource_body(&state, &context.headers, body).await?;
+    crate::transaction::process(&state, &context, &body).await
 }

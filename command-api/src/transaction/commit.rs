@@ -1,0 +1,367 @@
+//! Transaction: the whole bundle becomes one atomic append to the event log, of any size.
+//!
+//! 1. Identities, in the specification's order (DELETE, POST, PUT, PATCH): new ids for creates,
+//!    conditional URLs and `ifNoneExist` resolved by search, every fullUrl mapped to `Type/id`.
+//! 2. Conditional references (`Patient?identifier=...`) resolved to exactly one match.
+//! 3. References rewritten everywhere, then each write decided against its stream's head
+//!    (`ifMatch`, patches applied, every resource validated).
+//! 4. One append with every stream's expected version: all or nothing. A lost race with a plain
+//!    write retries from step 1; with `ifMatch` it is 412.
+//!
+//! Conditional criteria are locked (the same locks as the single conditional operations) from
+//! step 1 until the append, so concurrent conditional creates never duplicate. Reads (GET/HEAD)
+//! run after the commit. Any failure answers with an OperationOutcome naming the entry; nothing
+//! is written.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use axum::response::Response;
+use bytes::Bytes;
+use event_log::{AppendBatch, Event, ExpectedVersion, LogError, NewEvent, Operation, StreamKey};
+use fhir_core::{operation_outcome, Issue};
+use serde_json::Value;
+
+use super::dispatch::dispatch;
+use super::entry::{BundleEntry, BundleKind, Method, Target};
+use super::references::{is_conditional_reference, references, rewrite};
+use super::response::{render, EntryResult};
+use crate::error::{ApiError, ApiResult};
+use crate::handlers::conditional::{lock_key, matches};
+use crate::negotiate::{PreferReturn, RequestContext};
+use crate::patch::PatchDocument;
+use crate::resource::{stamp, validate, Resource};
+use crate::state::AppState;
+
+/// How many times a transaction is re-planned after losing a race with another writer.
+const MAX_ATTEMPTS: usize = 8;
+
+/// What an entry resolved to before its stream's head is read.
+enum Identity {
+    /// Write to this stream; `fresh` when the server just chose the id.
+    Write { key: StreamKey, fresh: bool },
+    /// `ifNoneExist` matched: nothing is written, the match is the answer.
+    Existing(Event),
+    /// A conditional delete that matched nothing.
+    Nothing,
+    /// GET or HEAD, run after the commit.
+    Read,
+}
+
+/// One event of the append, and how to answer for it.
+struct Write {
+    entry: usize,
+    key: StreamKey,
+    expected: ExpectedVersion,
+    operation: Operation,
+    resource: Option<Resource>,
+    status: StatusCode,
+}
+
+enum Failure {
+    Retry,
+    Failed(ApiError),
+}
+
+impl From<ApiError> for Failure {
+    fn from(error: ApiError) -> Self {
+        Failure::Failed(error)
+    }
+}
+
+pub async fn run(state: &Arc<AppState>, context: &RequestContext, entries: Vec<BundleEntry>) -> ApiResult<Response> {
+    let mut lock_keys: Vec<String> = entries
+        .iter()
+        .filter_map(|entry| match (&entry.target, &entry.if_none_exist) {
+            (Target::Conditional { resource_type, criteria }, _) => Some(lock_key(&context.tenant, resource_type, criteria)),
+            (Target::Type { resource_type }, Some(criteria)) => Some(lock_key(&context.tenant, resource_type, criteria)),
+            _ => None,
+        })
+        .collect();
+    lock_keys.sort();
+    lock_keys.dedup();
+    let mut guards = Vec::with_capacity(lock_keys.len());
+    for key in lock_keys {
+        guards.push(state.conditional_locks.lock(key).await);
+    }
+    let mut attempts = 0;
+    let mut results = loop {
+        match attempt(state, context, &entries).await {
+            Ok(results) => break results,
+            Err(Failure::Retry) if attempts + 1 < MAX_ATTEMPTS => attempts += 1,
+            Err(Failure::Retry) => return Err(ApiError::Conflict("the transaction's resources are being changed by many requests at once; retry".into())),
+            Err(Failure::Failed(error)) => return Err(error),
+        }
+    };
+    drop(guards);
+    if entries.iter().any(|entry| entry.method.is_read()) {
+        let router = crate::handlers::routes(state.clone());
+        let base_path = state.config.base_path.trim_end_matches('/');
+        for entry in entries.iter().filter(|entry| entry.method.is_read()) {
+            results[entry.index] = match dispatch(&router, base_path, &context.headers, entry, None).await {
+                Ok(answer) => answer.into(),
+                Err(error) => error.into(),
+            };
+        }
+    }
+    render(BundleKind::Transaction, &results, context.pretty)
+}
+
+/// Plans and appends the transaction once.
+async fn attempt(state: &AppState, context: &RequestContext, entries: &[BundleEntry]) -> Result<Vec<EntryResult>, Failure> {
+    let identities = resolve_identities(state, &context.tenant, entries).await?;
+    let mut names: HashMap<String, String> = HashMap::new();
+    for (entry, identity) in entries.iter().zip(&identities) {
+        let key = match identity {
+            Identity::Write { key, .. } => key,
+            Identity::Existing(event) => &event.key,
+            _ => continue,
+        };
+        if let Some(full_url) = &entry.full_url {
+            names.insert(full_url.clone(), format!("{}/{}", key.resource_type, key.id));
+        }
+    }
+    resolve_conditional_references(state, &context.tenant, entries, &mut names).await?;
+    let writes = decide(state, entries, &identities, &names).await?;
+    let recorded_at = fhir_core::instant::now();
+    let mut events = Vec::with_capacity(writes.len());
+    let mut bodies = Vec::with_capacity(writes.len());
+    for write in &writes {
+        let body = match &write.resource {
+            Some(resource) => stamp(resource.clone(), &write.key.id, write.expected.next_version(), recorded_at)?,
+            None => Bytes::new(),
+        };
+        bodies.push(body.clone());
+        events.push(NewEvent { key: write.key.clone(), expected: write.expected, operation: write.operation, body });
+    }
+    if !events.is_empty() {
+        let batch = AppendBatch { transaction_id: uuid::Uuid::new_v4().to_string(), actor: "anonymous".into(), recorded_at, events };
+        match state.log.append(batch).await {
+            Ok(_) => {}
+            Err(LogError::Conflict { key, .. }) => {
+                let pinned = writes.iter().find(|write| write.key == key).filter(|write| entries[write.entry].if_match.is_some());
+                return Err(match pinned {
+                    Some(write) => Failure::Failed(
+                        ApiError::PreconditionFailed("the resource changed after the ifMatch version".into()).at_entry(write.entry),
+                    ),
+                    None => Failure::Retry,
+                });
+            }
+            Err(other) => return Err(Failure::Failed(other.into())),
+        }
+    }
+    let mut results: Vec<Option<EntryResult>> = (0..entries.len()).map(|_| None).collect();
+    for (write, body) in writes.iter().zip(bodies) {
+        let version = write.expected.next_version();
+        let location = (write.operation != Operation::Delete).then(|| format!("{}/{}/_history/{version}", write.key.resource_type, write.key.id));
+        results[write.entry] = Some(written(context, write.status, location, version, &recorded_at, body));
+    }
+    for (index, identity) in identities.iter().enumerate() {
+        match identity {
+            Identity::Existing(event) => {
+                results[index] = Some(written(context, StatusCode::OK, None, event.version, &event.recorded_at, event.body.clone()))
+            }
+            Identity::Nothing => results[index] = Some(nothing()),
+            Identity::Read => results[index] = Some(nothing()),
+            Identity::Write { .. } => {}
+        }
+    }
+    // A write that decided to do nothing (deleting a deleted resource).
+    Ok(results.into_iter().map(|result| result.unwrap_or_else(nothing)).collect())
+}
+
+fn nothing() -> EntryResult {
+    EntryResult { status: StatusCode::NO_CONTENT, location: None, etag: None, last_modified: None, resource: None, outcome: None }
+}
+
+fn written(context: &RequestContext, status: StatusCode, location: Option<String>, version: u64, at: &time::OffsetDateTime, body: Bytes) -> EntryResult {
+    let (resource, outcome) = match context.prefer_return {
+        _ if body.is_empty() => (None, None),
+        PreferReturn::Representation => (Some(body), None),
+        PreferReturn::Minimal => (None, None),
+        PreferReturn::OperationOutcome => {
+            let message = format!("{} (version {version})", crate::handlers::bundle::status_line(status));
+            (None, Some(serde_json::to_vec(&operation_outcome(&[Issue::information(message)])).unwrap_or_default().into()))
+        }
+    };
+    EntryResult {
+        status,
+        location,
+        etag: Some(format!("W/\"{version}\"")),
+        last_modified: Some(fhir_core::instant::format_instant(*at)),
+        resource,
+        outcome,
+    }
+}
+
+/// Step 1: what each entry writes to, in processing order; no two writes to one resource.
+async fn resolve_identities(state: &AppState, tenant: &str, entries: &[BundleEntry]) -> ApiResult<Vec<Identity>> {
+    let mut order: Vec<&BundleEntry> = entries.iter().collect();
+    order.sort_by_key(|entry| (entry.method, entry.index));
+    let mut identities: Vec<Option<Identity>> = (0..entries.len()).map(|_| None).collect();
+    let mut claimed: HashMap<StreamKey, usize> = HashMap::new();
+    for entry in order {
+        let identity = resolve_one(state, tenant, entry).await.map_err(|error| error.at_entry(entry.index))?;
+        let touched = match &identity {
+            Identity::Write { key, .. } => Some(key),
+            Identity::Existing(event) => Some(&event.key),
+            Identity::Nothing | Identity::Read => None,
+        };
+        if let Some(key) = touched {
+            if let Some(first) = claimed.insert(key.clone(), entry.index) {
+                return Err(ApiError::invalid(format!(
+                    "entries {first} and {} both write {}/{}; a transaction may touch a resource once",
+                    entry.index, key.resource_type, key.id
+                ))
+                .at_entry(entry.index));
+            }
+        }
+        identities[entry.index] = Some(identity);
+    }
+    Ok(identities.into_iter().map(|identity| identity.unwrap_or(Identity::Read)).collect())
+}
+
+async fn resolve_one(state: &AppState, tenant: &str, entry: &BundleEntry) -> ApiResult<Identity> {
+    let new_key = |resource_type: &str| Identity::Write { key: StreamKey::new(tenant, resource_type, uuid::Uuid::now_v7().to_string()), fresh: true };
+    let body_id = entry.resource.as_ref().and_then(|r| r.get("id")).and_then(Value::as_str);
+    Ok(match (&entry.target, entry.method) {
+        (_, Method::Get | Method::Head) | (Target::Read, _) => Identity::Read,
+        (Target::Type { resource_type }, _) => match &entry.if_none_exist {
+            None => new_key(resource_type),
+            Some(criteria) => match one_match(state, tenant, resource_type, criteria).await? {
+                None => new_key(resource_type),
+                Some(existing) => Identity::Existing(existing),
+            },
+        },
+        (Target::Instance { resource_type, id }, method) => {
+            if method == Method::Put && body_id.is_some_and(|body_id| body_id != id) {
+                return Err(ApiError::invalid("the resource's id does not match the id in request.url"));
+            }
+            Identity::Write { key: StreamKey::new(tenant, resource_type, id), fresh: false }
+        }
+        (Target::Conditional { resource_type, criteria }, method) => match one_match(state, tenant, resource_type, criteria).await? {
+            Some(existing) => {
+                if body_id.is_some_and(|body_id| body_id != existing.key.id) {
+                    return Err(ApiError::invalid("the resource's id differs from the id of the resource the criteria match"));
+                }
+                Identity::Write { key: existing.key, fresh: false }
+            }
+            None => match (method, body_id) {
+                (Method::Delete, _) => Identity::Nothing,
+                (Method::Patch, _) => return Err(ApiError::NotFound(format!("no {resource_type} matches the criteria"))),
+                (_, Some(id)) => Identity::Write { key: crate::handlers::instance_key(tenant, resource_type, id)?, fresh: false },
+                (_, None) => new_key(resource_type),
+            },
+        },
+    })
+}
+
+/// The one current resource matching `criteria`, none, or 412 for several.
+async fn one_match(state: &AppState, tenant: &str, resource_type: &str, criteria: &[(String, String)]) -> ApiResult<Option<Event>> {
+    let mut found = matches(state, tenant, resource_type, criteria).await?;
+    match found.len() {
+        0 | 1 => Ok(found.pop()),
+        _ => Err(ApiError::PreconditionFailed(format!("the criteria match more than one {resource_type}"))),
+    }
+}
+
+/// Step 2: `Type?criteria` references must match exactly one resource.
+async fn resolve_conditional_references(
+    state: &AppState,
+    tenant: &str,
+    entries: &[BundleEntry],
+    names: &mut HashMap<String, String>,
+) -> ApiResult<()> {
+    for entry in entries.iter().filter(|entry| matches!(entry.method, Method::Post | Method::Put)) {
+        let Some(resource) = &entry.resource else { continue };
+        let resource = Value::Object(resource.clone());
+        let mut found = Vec::new();
+        references(&resource, &is_conditional_reference, &mut found);
+        for reference in found {
+            if names.contains_key(reference) {
+                continue;
+            }
+            let (resource_type, query) = reference.split_once('?').unwrap_or((reference, ""));
+            let criteria: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+            let target = one_match(state, tenant, resource_type, &criteria).await.map_err(|error| error.at_entry(entry.index))?;
+            let target = target.ok_or_else(|| {
+                ApiError::PreconditionFailed(format!("a conditional reference to {resource_type} matches no resource")).at_entry(entry.index)
+            })?;
+            names.insert(reference.to_string(), format!("{}/{}", target.key.resource_type, target.key.id));
+        }
+    }
+    Ok(())
+}
+
+/// Step 3: each write against its stream's head. Validation errors of every entry are reported
+/// together; other failures stop at the first.
+async fn decide(state: &AppState, entries: &[BundleEntry], identities: &[Identity], names: &HashMap<String, String>) -> ApiResult<Vec<Write>> {
+    let mut writes = Vec::new();
+    let mut invalid: Vec<Issue> = Vec::new();
+    for (entry, identity) in entries.iter().zip(identities) {
+        let Identity::Write { key, fresh } = identity else { continue };
+        let latest = if *fresh { None } else { state.log.read_latest(key).await? };
+        match decide_one(state, entry, key, *fresh, latest.as_ref(), names) {
+            Ok(Some(write)) => writes.push(write),
+            Ok(None) => {}
+            Err(error @ ApiError::BadRequest(_)) if invalid.len() < 100 => invalid.extend(error.at_entry(entry.index).issues()),
+            Err(error) => return Err(error.at_entry(entry.index)),
+        }
+    }
+    if !invalid.is_empty() {
+        return Err(ApiError::BadRequest(invalid));
+    }
+    Ok(writes)
+}
+
+fn decide_one(
+    state: &AppState,
+    entry: &BundleEntry,
+    key: &StreamKey,
+    fresh: bool,
+    latest: Option<&Event>,
+    names: &HashMap<String, String>,
+) -> ApiResult<Option<Write>> {
+    let live = latest.filter(|event| event.operation != Operation::Delete);
+    if let Some(required) = entry.if_match {
+        if live.map(|event| event.version) != Some(required) {
+            return Err(ApiError::PreconditionFailed(format!("ifMatch names version {required}, which is not the current version")));
+        }
+    }
+    let expected = latest.map_or(ExpectedVersion::NoStream, |event| ExpectedVersion::Exactly(event.version));
+    let write = |operation, resource, status| Write { entry: entry.index, key: key.clone(), expected, operation, resource, status };
+    let (resource_type, id) = (&key.resource_type, &key.id);
+    Ok(match entry.method {
+        Method::Delete => match (latest, live) {
+            (None, _) => return Err(ApiError::NotFound(format!("{resource_type}/{id} is not known"))),
+            (Some(_), None) => None,
+            (Some(_), Some(_)) => Some(write(Operation::Delete, None, StatusCode::NO_CONTENT)),
+        },
+        Method::Post | Method::Put => {
+            let mut resource = entry.resource.clone().ok_or_else(|| ApiError::invalid("the entry has no resource"))?;
+            let mut value = Value::Object(std::mem::take(&mut resource));
+            rewrite(&mut value, names);
+            let Value::Object(resource) = value else { unreachable!("rewrite keeps an object an object") };
+            if latest.is_none() && !fresh && !state.config.update_create {
+                return Err(ApiError::MethodNotAllowed("this server does not let PUT create resources with client-chosen ids".into()));
+            }
+            validate(&resource, false)?;
+            let (operation, status) = if live.is_some() { (Operation::Update, StatusCode::OK) } else { (Operation::Create, StatusCode::CREATED) };
+            Some(write(operation, Some(resource), status))
+        }
+        Method::Patch => {
+            let current = match latest {
+                None => return Err(ApiError::NotFound(format!("{resource_type}/{id} is not known"))),
+                Some(event) if event.operation == Operation::Delete => {
+                    return Err(ApiError::Gone { version: event.version, deleted_at: event.recorded_at })
+                }
+                Some(event) => event,
+            };
+            let patch = PatchDocument::from_resource(entry.resource.as_ref().ok_or_else(|| ApiError::invalid("the entry has no patch"))?)?;
+            let patched = patch.patched(&current.body, resource_type, id)?;
+            Some(write(Operation::Update, Some(patched), StatusCode::OK))
+        }
+        Method::Get | Method::Head => None,
+    })
+}
