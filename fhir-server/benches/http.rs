@@ -70,6 +70,12 @@ async fn client_loop(address: String, deadline: Instant, worker: usize, ids: Arc
         }
         .expect("request");
         let started = Instant::now();
+        // The connection task may not have taken the previous response's end yet: a request
+        // sent before the connection is ready again fails.
+        if sender.ready().await.is_err() {
+            outcome.errors += 1;
+            break;
+        }
         let Ok(response) = sender.send_request(request).await else {
             outcome.errors += 1;
             break;
