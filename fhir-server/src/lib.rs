@@ -8,11 +8,13 @@
 //! - [`search_slot`]: the search index in use and `reindex` (rebuild by replay, swap);
 //!   [`admin`]: the `$reindex` endpoint.
 //! - [`verify`]: walk the whole log and check every resource's hash chain.
+//! - [`import`]: bulk load of Bundle and NDJSON files through the API.
 //! - [`history_index`], [`search_backend`]: adapters from the projectors to the API's ports.
 
 pub mod admin;
 pub mod config;
 pub mod history_index;
+pub mod import;
 pub mod reindex_client;
 pub mod search_backend;
 pub mod search_slot;

@@ -37,6 +37,21 @@ enum Command {
         #[arg(long)]
         server: Option<String>,
     },
+    /// Load Bundle files (transaction or batch) and NDJSON files (one resource per line, by the
+    /// .ndjson extension) through the API; directories are read for such files. Re-running skips
+    /// what was imported and never duplicates.
+    Import {
+        /// Files or directories.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Base URL of a running server; without it the server runs in this process over the
+        /// data directory (which must not be in use).
+        #[arg(long)]
+        server: Option<String>,
+        /// Requests in flight at once.
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+    },
 }
 
 fn main() -> ExitCode {
@@ -74,12 +89,16 @@ fn main() -> ExitCode {
             }
             Command::Verify => fhir_server::verify::run(&config).await,
             Command::Reindex { server: None } => {
+                let _lock = fhir_server::serve::lock_data_dir(&config)?;
                 let log = fhir_server::serve::open_log(&config)?;
                 fhir_server::search_slot::reindex_offline(&config.data_dir, log.clone()).await?;
                 log.close().await;
                 Ok(true)
             }
             Command::Reindex { server: Some(base) } => fhir_server::reindex_client::run(&base).await,
+            Command::Import { paths, server, concurrency } => {
+                fhir_server::import::run(&config, fhir_server::import::Options { paths, server, concurrency }).await
+            }
         }
     });
     match result {

@@ -20,6 +20,24 @@ use crate::search_slot::SearchSlot;
 /// File names inside the data directory.
 pub const LOG_FILE: &str = "events.db";
 pub const HISTORY_FILE: &str = "history.db";
+/// Held locked by the process that writes the data directory.
+pub const LOCK_FILE: &str = "LOCK";
+
+/// Takes the data directory for this process: two writers on one log would each believe they
+/// are the only one. The lock goes with the returned file (or the process).
+pub fn lock_data_dir(config: &Config) -> anyhow::Result<std::fs::File> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create the data directory {}", config.data_dir.display()))?;
+    let path = config.data_dir.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            anyhow::bail!("another fhir-server process is using the data directory {}", config.data_dir.display())
+        }
+        Err(std::fs::TryLockError::Error(error)) => Err(error).with_context(|| format!("cannot lock {}", path.display())),
+    }
+}
 
 /// Opens the embedded event log in `config.data_dir`, creating the directory if needed.
 pub fn open_log(config: &Config) -> anyhow::Result<Arc<SqliteEventLog>> {
@@ -36,6 +54,7 @@ pub fn open_log(config: &Config) -> anyhow::Result<Arc<SqliteEventLog>> {
 
 /// Serves until `shutdown` completes, then drains and closes everything.
 pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    let _lock = lock_data_dir(&config)?;
     let log = open_log(&config)?;
     let history = Arc::new(HistoryStore::open(&config.data_dir.join(HISTORY_FILE)).context("cannot open the history projection")?);
     let (stop_projectors, projectors_stopped) = watch::channel(false);

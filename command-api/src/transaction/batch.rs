@@ -9,6 +9,7 @@ use axum::response::Response;
 use axum::Router;
 use bytes::Bytes;
 use futures::StreamExt;
+use fhir_core::Issue;
 use serde_json::Value;
 
 use super::dispatch::dispatch;
@@ -22,16 +23,26 @@ use crate::state::AppState;
 /// How many entries of one batch run at once.
 const CONCURRENCY: usize = 8;
 
-pub async fn run(state: &Arc<AppState>, context: &RequestContext, entries: Vec<BundleEntry>) -> ApiResult<Response> {
+pub async fn run(state: &Arc<AppState>, context: &RequestContext, entries: Vec<Result<BundleEntry, Issue>>) -> ApiResult<Response> {
     let router = crate::handlers::routes(state.clone());
     let base_path = state.config.base_path.trim_end_matches('/').to_string();
-    let full_urls: HashSet<&str> = entries.iter().filter_map(|entry| entry.full_url.as_deref()).collect();
-    let runs: Vec<_> = entries.iter().map(|entry| run_entry(&router, &base_path, context, entry, &full_urls)).collect();
+    let full_urls: HashSet<&str> = entries.iter().flatten().filter_map(|entry| entry.full_url.as_deref()).collect();
+    let runs: Vec<_> = entries.iter().map(|entry| run_entry(&router, &base_path, context, entry.as_ref(), &full_urls)).collect();
     let results: Vec<EntryResult> = futures::stream::iter(runs).buffered(CONCURRENCY).collect().await;
     render(BundleKind::Batch, &results, context.pretty)
 }
 
-async fn run_entry(router: &Router, base_path: &str, context: &RequestContext, entry: &BundleEntry, full_urls: &HashSet<&str>) -> EntryResult {
+async fn run_entry(
+    router: &Router,
+    base_path: &str,
+    context: &RequestContext,
+    entry: Result<&BundleEntry, &Issue>,
+    full_urls: &HashSet<&str>,
+) -> EntryResult {
+    let entry = match entry {
+        Ok(entry) => entry,
+        Err(issue) => return EntryResult::from(ApiError::BadRequest(vec![issue.clone()])),
+    };
     let outcome = async {
         refuse_references_between_entries(entry, full_urls)?;
         let body = entry_body(entry)?;

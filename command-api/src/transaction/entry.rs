@@ -100,8 +100,9 @@ fn invalid(index: usize, element: &str, why: impl Into<String>) -> Issue {
     Issue::error(IssueType::Invalid, why).at(format!("Bundle.entry[{index}].{element}"))
 }
 
-/// Parses the request Bundle. `base_url` is stripped from absolute request URLs.
-pub fn parse_bundle(bundle: &Value, base_url: &str) -> Result<(BundleKind, Vec<BundleEntry>), Vec<Issue>> {
+/// Parses the request Bundle. `base_url` is stripped from absolute request URLs. An entry that
+/// cannot be parsed is an issue naming it, in its place.
+pub fn parse_bundle(bundle: &Value, base_url: &str) -> Result<(BundleKind, Vec<Result<BundleEntry, Issue>>), Vec<Issue>> {
     let whole = |why: &str| vec![Issue::error(IssueType::Invalid, why)];
     if bundle.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
         return Err(whole("POST to the base takes a Bundle of type batch or transaction"));
@@ -116,19 +117,7 @@ pub fn parse_bundle(bundle: &Value, base_url: &str) -> Result<(BundleKind, Vec<B
         Some(Value::Array(entries)) => entries,
         Some(_) => return Err(vec![Issue::error(IssueType::Structure, "Bundle.entry must be an array").at("Bundle.entry")]),
     };
-    let mut parsed = Vec::with_capacity(entries.len());
-    let mut issues = Vec::new();
-    for (index, entry) in entries.iter().enumerate() {
-        match parse_entry(index, entry, base_url) {
-            Ok(entry) => parsed.push(entry),
-            Err(issue) => issues.push(issue),
-        }
-    }
-    if issues.is_empty() {
-        Ok((kind, parsed))
-    } else {
-        Err(issues)
-    }
+    Ok((kind, entries.iter().enumerate().map(|(index, entry)| parse_entry(index, entry, base_url)).collect()))
 }
 
 fn parse_entry(index: usize, entry: &Value, base_url: &str) -> Result<BundleEntry, Issue> {
@@ -251,7 +240,13 @@ mod tests {
     use serde_json::json;
 
     fn parse(entries: Value) -> Result<Vec<BundleEntry>, Vec<Issue>> {
-        parse_bundle(&json!({"resourceType": "Bundle", "type": "transaction", "entry": entries}), "http://h/fhir").map(|(_, e)| e)
+        let (_, entries) = parse_bundle(&json!({"resourceType": "Bundle", "type": "transaction", "entry": entries}), "http://h/fhir")?;
+        let issues: Vec<Issue> = entries.iter().filter_map(|e| e.as_ref().err().cloned()).collect();
+        if issues.is_empty() {
+            Ok(entries.into_iter().flatten().collect())
+        } else {
+            Err(issues)
+        }
     }
 
     #[test]

@@ -30,6 +30,12 @@ pub async fn process(state: &Arc<AppState>, context: &RequestContext, body: &[u8
     drop(bundle);
     match kind {
         entry::BundleKind::Batch => batch::run(state, context, entries).await,
-        entry::BundleKind::Transaction => commit::run(state, context, entries).await,
+        entry::BundleKind::Transaction => {
+            let issues: Vec<_> = entries.iter().filter_map(|entry| entry.as_ref().err().cloned()).collect();
+            if !issues.is_empty() {
+                return Err(ApiError::BadRequest(issues));
+            }
+            commit::run(state, context, entries.into_iter().flatten().collect()).await
+        }
     }
 }

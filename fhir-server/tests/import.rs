@@ -1,0 +1,94 @@
+//! `fhir-server import`: Bundle and NDJSON files through the API, a summary of failures with
+//! their line or entry, re-runs that skip finished work and never duplicate, and the data
+//! directory lock.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::{json_with_status, TestServer};
+use serde_json::{json, Value};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_fhir-server");
+
+fn import(data: &Path, args: &[&str]) -> Output {
+    Command::new(BINARY).arg("--data").arg(data).arg("import").args(args).env("RUST_LOG", "warn").output().expect("run import")
+}
+
+fn write_inputs(dir: &Path) {
+    let entry = |full_url: &str, resource: Value| {
+        let resource_type = resource["resourceType"].as_str().unwrap().to_string();
+        json!({ "fullUrl": full_url, "resource": resource, "request": { "method": "POST", "url": resource_type } })
+    };
+    let observation = |subject: &str| json!({ "resourceType": "Observation", "status": "final", "code": { "text": "pulse" }, "subject": { "reference": subject } });
+    let patient = "urn:uuid:11111111-2222-4333-8444-555555555555";
+    let good = json!({ "resourceType": "Bundle", "type": "transaction", "entry": [
+        entry(patient, json!({ "resourceType": "Patient", "name": [{ "family": "Imported" }] })),
+        entry("urn:uuid:11111111-2222-4333-8444-000000000001", observation(patient)),
+        entry("urn:uuid:11111111-2222-4333-8444-000000000002", observation(patient)),
+    ]});
+    std::fs::write(dir.join("a-good.json"), good.to_string()).unwrap();
+    let bad = json!({ "resourceType": "Bundle", "type": "transaction", "entry": [
+        entry("urn:uuid:11111111-2222-4333-8444-000000000003", json!({ "resourceType": "Patient", "name": [{ "family": "Never" }] })),
+        entry("urn:uuid:11111111-2222-4333-8444-000000000004", json!({ "resourceType": "Patient", "birthDate": "soon" })),
+    ]});
+    std::fs::write(dir.join("b-bad.json"), bad.to_string()).unwrap();
+    let lines = [
+        json!({ "resourceType": "Patient", "name": [{ "family": "Line" }] }).to_string(),
+        json!({ "resourceType": "Patient", "id": "line-2", "name": [{ "family": "Line" }] }).to_string(),
+        String::new(),
+        json!({ "resourceType": "Patient", "name": [{ "family": "Line" }] }).to_string(),
+        json!({ "resourceType": "Patient", "gender": "sometimes" }).to_string(),
+        "this is not json".to_string(),
+    ];
+    std::fs::write(dir.join("c-lines.ndjson"), lines.join("\n")).unwrap();
+}
+
+async fn total(server: &TestServer, query: &str) -> u64 {
+    let response = server.client.get(server.url(query)).header("prefer", "read-your-writes").send().await.unwrap();
+    json_with_status(response, 200).await["total"].as_u64().unwrap()
+}
+
+// Several threads: the import processes block this test's thread while the server answers them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_reports_failures_and_never_duplicates() {
+    let inputs = tempfile::tempdir().unwrap();
+    write_inputs(inputs.path());
+    let data = tempfile::tempdir().unwrap();
+
+    let first = import(data.path(), &[inputs.path().to_str().unwrap()]);
+    let report = String::from_utf8_lossy(&first.stdout).to_string();
+    assert_eq!(first.status.code(), Some(1), "failures make the exit status 1: {report}");
+    assert!(report.contains("imported 6 resources from 3 files"), "{report}");
+    assert!(report.contains("b-bad.json") && report.contains("entry 1"), "the failing bundle entry is named: {report}");
+    assert!(report.contains("c-lines.ndjson line 6: not a JSON object"), "{report}");
+    assert!(report.contains("c-lines.ndjson line 5: 400"), "{report}");
+    assert!(!report.contains("sometimes") && !report.contains("soon"), "values are never echoed: {report}");
+
+    // Again: what finished is skipped, what failed is tried again (and fails again).
+    let second = import(data.path(), &[inputs.path().to_str().unwrap()]);
+    let report = String::from_utf8_lossy(&second.stdout).to_string();
+    assert!(report.contains("3 skipped as already imported"), "{report}");
+
+    // Without the progress file every unit is sent again: still no duplicates.
+    std::fs::remove_file(data.path().join("import-progress.json")).unwrap();
+    import(data.path(), &[inputs.path().to_str().unwrap()]);
+
+    let server = TestServer::start_with(|config| config.data_dir = data.path().to_path_buf()).await;
+    assert_eq!(total(&server, "Patient?family=Imported&_summary=count").await, 1);
+    assert_eq!(total(&server, "Observation?_summary=count").await, 2);
+    assert_eq!(total(&server, "Patient?family=Line&_summary=count").await, 3);
+    assert_eq!(total(&server, "Patient?family=Never&_summary=count").await, 0, "a failed transaction leaves nothing");
+    let observation: Value = json_with_status(server.get("Observation?_count=1").await, 200).await;
+    assert_eq!(observation["entry"][0]["resource"]["subject"]["reference"], "Patient/11111111-2222-4333-8444-555555555555");
+
+    // The data directory is in use: a second writer is refused; --server goes through the API.
+    let refused = import(data.path(), &[inputs.path().to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("another fhir-server process"));
+    let elsewhere = tempfile::tempdir().unwrap();
+    let via_api = import(elsewhere.path(), &["--server", &server.base, inputs.path().join("a-good.json").to_str().unwrap()]);
+    assert!(via_api.status.success(), "{}", String::from_utf8_lossy(&via_api.stdout));
+    assert_eq!(total(&server, "Observation?_summary=count").await, 2);
+    server.stop().await;
+}
