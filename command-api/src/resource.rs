@@ -39,7 +39,12 @@ pub fn parse_resource(body: &[u8], expected_type: &str) -> ApiResult<Resource> {
 /// Validates a resource; errors become a 400 (or, for `unprocessable`, a 422) listing every issue.
 pub fn validate(resource: &Resource, unprocessable: bool) -> ApiResult<()> {
     // Validation takes a Value; the clone is cheap next to the JSON parse that produced the map.
-    let issues = fhir_core::validation::validate_resource(&Value::Object(resource.clone()));
+    validate_value(&Value::Object(resource.clone()), unprocessable)
+}
+
+/// [`validate`] for a resource already held as a `Value`.
+pub fn validate_value(resource: &Value, unprocessable: bool) -> ApiResult<()> {
+    let issues = fhir_core::validation::validate_resource(resource);
     if issues.iter().any(Issue::is_error) {
         let errors = issues.into_iter().filter(Issue::is_error).collect();
         return Err(if unprocessable { ApiError::Unprocessable(errors) } else { ApiError::BadRequest(errors) });

@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use super::dispatch::dispatch;
 use super::entry::{BundleEntry, BundleKind, Method};
-use super::references::references;
+use super::references::references_in;
 use super::response::{render, EntryResult};
 use crate::error::{ApiError, ApiResult};
 use crate::negotiate::RequestContext;
@@ -56,9 +56,8 @@ async fn run_entry(
 
 fn refuse_references_between_entries(entry: &BundleEntry, full_urls: &HashSet<&str>) -> ApiResult<()> {
     let Some(resource) = &entry.resource else { return Ok(()) };
-    let resource = Value::Object(resource.clone());
     let mut found = Vec::new();
-    references(&resource, &|reference| full_urls.contains(reference), &mut found);
+    references_in(resource, &|reference| full_urls.contains(reference), &mut found);
     if found.is_empty() {
         Ok(())
     } else {

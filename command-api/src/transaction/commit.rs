@@ -19,23 +19,26 @@ use std::sync::Arc;
 use axum::http::StatusCode;
 use axum::response::Response;
 use bytes::Bytes;
+use futures::StreamExt;
 use event_log::{AppendBatch, Event, ExpectedVersion, LogError, NewEvent, Operation, StreamKey};
 use fhir_core::{operation_outcome, Issue};
 use serde_json::Value;
 
 use super::dispatch::dispatch;
 use super::entry::{BundleEntry, BundleKind, Method, Target};
-use super::references::{is_conditional_reference, references, rewrite};
+use super::references::{is_conditional_reference, references_in, rewrite};
 use super::response::{render, EntryResult};
 use crate::error::{ApiError, ApiResult};
 use crate::handlers::conditional::{lock_key, matches};
 use crate::negotiate::{PreferReturn, RequestContext};
 use crate::patch::PatchDocument;
-use crate::resource::{stamp, validate, Resource};
+use crate::resource::{stamp, validate_value, Resource};
 use crate::state::AppState;
 
 /// How many times a transaction is re-planned after losing a race with another writer.
 const MAX_ATTEMPTS: usize = 8;
+/// Stream heads read at once.
+const HEAD_READS: usize = 16;
 
 /// What an entry resolved to before its stream's head is read.
 enum Identity {
@@ -275,9 +278,8 @@ async fn resolve_conditional_references(
 ) -> ApiResult<()> {
     for entry in entries.iter().filter(|entry| matches!(entry.method, Method::Post | Method::Put)) {
         let Some(resource) = &entry.resource else { continue };
-        let resource = Value::Object(resource.clone());
         let mut found = Vec::new();
-        references(&resource, &is_conditional_reference, &mut found);
+        references_in(resource, &is_conditional_reference, &mut found);
         for reference in found {
             if names.contains_key(reference) {
                 continue;
@@ -297,11 +299,11 @@ async fn resolve_conditional_references(
 /// Step 3: each write against its stream's head. Validation errors of every entry are reported
 /// together; other failures stop at the first.
 async fn decide(state: &AppState, entries: &[BundleEntry], identities: &[Identity], names: &HashMap<String, String>) -> ApiResult<Vec<Write>> {
+    let heads = read_heads(state, identities).await?;
     let mut writes = Vec::new();
     let mut invalid: Vec<Issue> = Vec::new();
-    for (entry, identity) in entries.iter().zip(identities) {
+    for ((entry, identity), latest) in entries.iter().zip(identities).zip(heads) {
         let Identity::Write { key, fresh } = identity else { continue };
-        let latest = if *fresh { None } else { state.log.read_latest(key).await? };
         match decide_one(state, entry, key, *fresh, latest.as_ref(), names) {
             Ok(Some(write)) => writes.push(write),
             Ok(None) => {}
@@ -313,6 +315,20 @@ async fn decide(state: &AppState, entries: &[BundleEntry], identities: &[Identit
         return Err(ApiError::BadRequest(invalid));
     }
     Ok(writes)
+}
+
+/// The last event of every stream the transaction writes to (none for fresh ids), a few reads
+/// at a time.
+async fn read_heads(state: &AppState, identities: &[Identity]) -> ApiResult<Vec<Option<Event>>> {
+    async fn head(state: &AppState, identity: &Identity) -> event_log::Result<Option<Event>> {
+        match identity {
+            Identity::Write { key, fresh: false } => state.log.read_latest(key).await,
+            _ => Ok(None),
+        }
+    }
+    let reads: Vec<_> = identities.iter().map(|identity| head(state, identity)).collect();
+    let heads: Vec<event_log::Result<Option<Event>>> = futures::stream::iter(reads).buffered(HEAD_READS).collect().await;
+    Ok(heads.into_iter().collect::<Result<_, _>>()?)
 }
 
 fn decide_one(
@@ -339,14 +355,14 @@ fn decide_one(
             (Some(_), Some(_)) => Some(write(Operation::Delete, None, StatusCode::NO_CONTENT)),
         },
         Method::Post | Method::Put => {
-            let mut resource = entry.resource.clone().ok_or_else(|| ApiError::invalid("the entry has no resource"))?;
-            let mut value = Value::Object(std::mem::take(&mut resource));
-            rewrite(&mut value, names);
-            let Value::Object(resource) = value else { unreachable!("rewrite keeps an object an object") };
             if latest.is_none() && !fresh && !state.config.update_create {
                 return Err(ApiError::MethodNotAllowed("this server does not let PUT create resources with client-chosen ids".into()));
             }
-            validate(&resource, false)?;
+            let resource = entry.resource.clone().ok_or_else(|| ApiError::invalid("the entry has no resource"))?;
+            let mut value = Value::Object(resource);
+            rewrite(&mut value, names);
+            validate_value(&value, false)?;
+            let Value::Object(resource) = value else { unreachable!("rewrite keeps an object an object") };
             let (operation, status) = if live.is_some() { (Operation::Update, StatusCode::OK) } else { (Operation::Create, StatusCode::CREATED) };
             Some(write(operation, Some(resource), status))
         }

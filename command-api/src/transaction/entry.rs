@@ -102,7 +102,7 @@ fn invalid(index: usize, element: &str, why: impl Into<String>) -> Issue {
 
 /// Parses the request Bundle. `base_url` is stripped from absolute request URLs. An entry that
 /// cannot be parsed is an issue naming it, in its place.
-pub fn parse_bundle(bundle: &Value, base_url: &str) -> Result<(BundleKind, Vec<Result<BundleEntry, Issue>>), Vec<Issue>> {
+pub fn parse_bundle(mut bundle: Value, base_url: &str) -> Result<(BundleKind, Vec<Result<BundleEntry, Issue>>), Vec<Issue>> {
     let whole = |why: &str| vec![Issue::error(IssueType::Invalid, why)];
     if bundle.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
         return Err(whole("POST to the base takes a Bundle of type batch or transaction"));
@@ -112,16 +112,17 @@ pub fn parse_bundle(bundle: &Value, base_url: &str) -> Result<(BundleKind, Vec<R
         Some("transaction") => BundleKind::Transaction,
         _ => return Err(vec![Issue::error(IssueType::Invalid, "Bundle.type must be batch or transaction").at("Bundle.type")]),
     };
-    let entries = match bundle.get("entry") {
-        None => &Vec::new(),
+    let entries = match bundle.get_mut("entry").map(Value::take) {
+        None => Vec::new(),
         Some(Value::Array(entries)) => entries,
         Some(_) => return Err(vec![Issue::error(IssueType::Structure, "Bundle.entry must be an array").at("Bundle.entry")]),
     };
-    Ok((kind, entries.iter().enumerate().map(|(index, entry)| parse_entry(index, entry, base_url)).collect()))
+    Ok((kind, entries.into_iter().enumerate().map(|(index, entry)| parse_entry(index, entry, base_url)).collect()))
 }
 
-fn parse_entry(index: usize, entry: &Value, base_url: &str) -> Result<BundleEntry, Issue> {
-    let Value::Object(entry) = entry else { return Err(invalid(index, "", "an entry must be an object")) };
+fn parse_entry(index: usize, entry: Value, base_url: &str) -> Result<BundleEntry, Issue> {
+    let Value::Object(mut entry) = entry else { return Err(invalid(index, "", "an entry must be an object")) };
+    let resource = entry.remove("resource");
     let request = match entry.get("request") {
         Some(Value::Object(request)) => request,
         _ => return Err(invalid(index, "request", "every entry of a batch or transaction needs a request")),
@@ -144,9 +145,9 @@ fn parse_entry(index: usize, entry: &Value, base_url: &str) -> Result<BundleEntr
     } else {
         parse_target(&url).map_err(|why| invalid(index, "request.url", why))?
     };
-    let resource = match entry.get("resource") {
+    let resource = match resource {
         None => None,
-        Some(Value::Object(resource)) => Some(resource.clone()),
+        Some(Value::Object(resource)) => Some(resource),
         Some(_) => return Err(invalid(index, "resource", "resource must be a JSON object")),
     };
     check_resource(index, method, &target, resource.as_ref())?;
@@ -240,7 +241,7 @@ mod tests {
     use serde_json::json;
 
     fn parse(entries: Value) -> Result<Vec<BundleEntry>, Vec<Issue>> {
-        let (_, entries) = parse_bundle(&json!({"resourceType": "Bundle", "type": "transaction", "entry": entries}), "http://h/fhir")?;
+        let (_, entries) = parse_bundle(json!({"resourceType": "Bundle", "type": "transaction", "entry": entries}), "http://h/fhir")?;
         let issues: Vec<Issue> = entries.iter().filter_map(|e| e.as_ref().err().cloned()).collect();
         if issues.is_empty() {
             Ok(entries.into_iter().flatten().collect())

@@ -26,8 +26,7 @@ use crate::state::AppState;
 /// Runs a batch or transaction Bundle read from the request body.
 pub async fn process(state: &Arc<AppState>, context: &RequestContext, body: &[u8]) -> ApiResult<Response> {
     let bundle = parse_json(body)?;
-    let (kind, entries) = entry::parse_bundle(&bundle, &context.base_url).map_err(ApiError::BadRequest)?;
-    drop(bundle);
+    let (kind, entries) = entry::parse_bundle(bundle, &context.base_url).map_err(ApiError::BadRequest)?;
     match kind {
         entry::BundleKind::Batch => batch::run(state, context, entries).await,
         entry::BundleKind::Transaction => {

@@ -87,6 +87,11 @@ pub fn references<'a>(value: &'a Value, wanted: &dyn Fn(&str) -> bool, found: &m
     }
 }
 
+/// [`references`] in every element of a resource.
+pub fn references_in<'a>(resource: &'a serde_json::Map<String, Value>, wanted: &dyn Fn(&str) -> bool, found: &mut Vec<&'a str>) {
+    resource.values().for_each(|value| references(value, wanted, found));
+}
+
 /// A conditional reference: `Patient?identifier=...` (a type, then a query).
 pub fn is_conditional_reference(reference: &str) -> bool {
     reference.split_once('?').is_some_and(|(resource_type, _)| fhir_core::definitions::r4().is_resource_type(resource_type))

@@ -1,0 +1,74 @@
+//! What the benchmarks share: Synthea bundles from `scripts/synthea`, the release binary as a
+//! child process that dies with the benchmark, and rates.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BINARY: &str = env!("CARGO_BIN_EXE_fhir-server");
+const SYNTHEA_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/synthea");
+
+/// Runs `scripts/synthea`, which generates the bundles once and prints their directory.
+pub fn synthea_bundles(patients: usize, seed: u64) -> PathBuf {
+    let started = Instant::now();
+    let output = Command::new("bash")
+        .arg(SYNTHEA_SCRIPT)
+        .arg(patients.to_string())
+        .arg(seed.to_string())
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("cannot run scripts/synthea");
+    assert!(output.status.success(), "scripts/synthea failed: {}", output.status);
+    let directory = PathBuf::from(String::from_utf8(output.stdout).expect("utf-8 path").trim());
+    if started.elapsed() > Duration::from_secs(5) {
+        println!("generated {patients} Synthea patients in {:.0} s", started.elapsed().as_secs_f64());
+    }
+    directory
+}
+
+/// The `.json` files of a directory, sorted.
+pub fn bundle_files(directory: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(directory)
+        .expect("cannot list the Synthea directory")
+        .map(|entry| entry.expect("directory entry").path())
+        .filter(|path| path.extension().is_some_and(|extension| extension == "json"))
+        .collect();
+    files.sort();
+    files
+}
+
+pub fn rate(count: usize, elapsed: Duration) -> f64 {
+    count as f64 / elapsed.as_secs_f64().max(1e-9)
+}
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("address").port()
+}
+
+/// The server binary, killed when the benchmark ends, however it ends.
+pub struct Server(pub Child);
+
+impl Server {
+    /// `fhir-server serve` over `data` on `port`, with `env` settings.
+    pub fn start(data: &Path, port: u16, env: &[(&str, &str)]) -> Server {
+        let child = Command::new(BINARY)
+            .args(["--data", data.to_str().expect("utf-8 path"), "serve", "--listen", &format!("127.0.0.1:{port}")])
+            .envs(env.iter().copied())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("cannot start the server");
+        Server(child)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
