@@ -2,6 +2,13 @@
 //! parameters' FHIRPath expressions and converted by the parameter's type and the FHIR type of
 //! each value found (a token from a CodeableConcept is its codings and its text; a date from a
 //! Period is its range; a reference is its type and id, its URL, and its identifier).
+//!
+//! Each parameter's expression is reduced per resource type to the part that can give values
+//! there ([`plan`]), and skipped on a resource that lacks every element it navigates from.
+//! Repeated values of one parameter are stored once, and a composite occurrence only when each
+//! of its components has a value.
+
+mod plan;
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -19,6 +26,9 @@ struct Compiled {
     code: String,
     kind: SearchParamType,
     expression: Expression,
+    /// Top-level elements one of which the resource must have for `expression` to give anything
+    /// (see [`plan`]); `None`: always evaluate.
+    needs: Option<Vec<String>>,
     /// For composites: each component's type and expression (relative to the composite's value).
     components: Vec<(SearchParamType, Expression)>,
     /// For a token on a `code` element with a required binding to codes of one system: that
@@ -30,7 +40,11 @@ struct Compiled {
 /// Parameters answered from the resource rows themselves, not from extracted values.
 const FROM_RESOURCE_ROW: &[&str] = &["_id", "_lastUpdated"];
 
-static COMPILED: LazyLock<HashMap<String, Vec<Compiled>>> = LazyLock::new(|| {
+static COMPILED: LazyLock<HashMap<String, Vec<Compiled>>> = LazyLock::new(|| compile_all(true));
+
+/// Every resource type's parameters; `planned: false` evaluates the expressions as written (for
+/// tests that check the plans change nothing).
+fn compile_all(planned: bool) -> HashMap<String, Vec<Compiled>> {
     let definitions = r4();
     definitions
         .resource_types()
@@ -39,7 +53,12 @@ static COMPILED: LazyLock<HashMap<String, Vec<Compiled>>> = LazyLock::new(|| {
                 .search_parameters_for(resource_type)
                 .filter(|parameter| !FROM_RESOURCE_ROW.contains(&parameter.code.as_str()))
                 .filter_map(|parameter| {
-                    let expression = compile(parameter.expression.as_deref()?).ok()?;
+                    let source = parameter.expression.as_deref()?;
+                    let plan = if planned { plan::plan(resource_type, source) } else { plan::unplanned(source) };
+                    let (expression, needs) = match compile(&plan.expression) {
+                        Ok(expression) => (expression, plan.needs),
+                        Err(_) => (compile(source).ok()?, None),
+                    };
                     let components = parameter
                         .component
                         .iter()
@@ -49,16 +68,16 @@ static COMPILED: LazyLock<HashMap<String, Vec<Compiled>>> = LazyLock::new(|| {
                         })
                         .collect::<Option<Vec<_>>>()?;
                     let implied_system = match parameter.kind {
-                        SearchParamType::Token => implied_system(resource_type, parameter.expression.as_deref()?),
+                        SearchParamType::Token => implied_system(resource_type, source),
                         _ => None,
                     };
-                    Some(Compiled { code: parameter.code.clone(), kind: parameter.kind, expression, components, implied_system })
+                    Some(Compiled { code: parameter.code.clone(), kind: parameter.kind, expression, needs, components, implied_system })
                 })
                 .collect();
             (resource_type.to_string(), compiled)
         })
         .collect()
-});
+}
 
 /// The system implied by the required binding of the `code` element that `expression` selects on
 /// `resource_type`, when the expression's part for that type is a plain path (`Patient.gender`)
@@ -85,38 +104,152 @@ fn implied_system(resource_type: &str, expression: &str) -> Option<String> {
 
 /// Every index value of `resource` (its type from `resourceType`); empty for an unknown type.
 pub fn extract(resource: &Value) -> Vec<IndexEntry> {
-    let Some(parameters) = resource.get("resourceType").and_then(Value::as_str).and_then(|t| COMPILED.get(t)) else {
+    extract_with(&COMPILED, resource)
+}
+
+fn extract_with(compiled: &HashMap<String, Vec<Compiled>>, resource: &Value) -> Vec<IndexEntry> {
+    let Some(parameters) = resource.get("resourceType").and_then(Value::as_str).and_then(|t| compiled.get(t)) else {
         return Vec::new();
     };
+    let Some(object) = resource.as_object() else { return Vec::new() };
     let mut entries = Vec::new();
     for parameter in parameters {
+        if let Some(needs) = &parameter.needs {
+            if !needs.iter().any(|element| plan::has_element(object, element)) {
+                continue;
+            }
+        }
         let Ok(items) = parameter.expression.evaluate(resource) else { continue };
         if parameter.kind == SearchParamType::Composite {
             for (group, item) in items.iter().enumerate() {
-                for (index, (kind, component)) in parameter.components.iter().enumerate() {
-                    let Ok(values) = component.evaluate_on(resource, item) else { continue };
-                    let param = format!("{}${index}", parameter.code);
-                    for value in &values {
-                        push_values(&mut entries, &param, group as u32 + 1, *kind, None, value);
-                    }
-                }
+                push_composite(&mut entries, resource, parameter, group as u32 + 1, item);
             }
         } else {
+            let start = entries.len();
             for item in &items {
-                push_values(&mut entries, &parameter.code, 0, parameter.kind, parameter.implied_system.as_deref(), item);
+                push_values(&mut entries, &parameter.code, 0, parameter.kind, parameter.implied_system.as_deref(), item, Forms::All);
             }
+            dedup_from(&mut entries, start);
         }
     }
     entries
 }
 
-fn push_values(entries: &mut Vec<IndexEntry>, param: &str, group: u32, kind: SearchParamType, implied_system: Option<&str>, item: &Item<'_>) {
+/// One occurrence of a composite: its components' values, or nothing when a component has none
+/// (a composite search needs every component to match in the same occurrence, so such an
+/// occurrence can never match). Only the values a composite search compares are kept: those in
+/// the component type's own form (no `:text` displays, no `:of-type` or `:identifier` forms).
+fn push_composite<'a>(entries: &mut Vec<IndexEntry>, resource: &'a Value, parameter: &Compiled, group: u32, item: &Item<'a>) {
+    // Every component first: most occurrences lack one (an Observation has one value[x] of four).
+    let mut found = Vec::with_capacity(parameter.components.len());
+    for (_, component) in &parameter.components {
+        match component.evaluate_on(resource, item) {
+            Ok(items) if !items.is_empty() => found.push(items),
+            _ => return,
+        }
+    }
+    let start = entries.len();
+    for (index, ((kind, _), items)) in parameter.components.iter().zip(&found).enumerate() {
+        let param = format!("{}${index}", parameter.code);
+        let before = entries.len();
+        for value in items {
+            push_values(entries, &param, group, *kind, None, value, Forms::Own);
+        }
+        if entries.len() == before {
+            entries.truncate(start);
+            return;
+        }
+        dedup_from(entries, before);
+    }
+}
+
+/// Which forms of a value to store: all of them, or (for composite components, which are only
+/// compared as their type) only the parameter's own.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Forms {
+    All,
+    /// No `:text` displays, no `:of-type` or `:identifier` forms.
+    Own,
+}
+
+/// [`normalize`], without the Unicode decomposition when the text is ASCII (most is): the same
+/// result, for a fraction of the work.
+fn fold(text: &str) -> String {
+    if !text.is_ascii() {
+        return normalize(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut pending_space = false;
+    for byte in text.bytes() {
+        // `char::is_whitespace` in ASCII: tab, line feed, vertical tab, form feed, return, space.
+        if matches!(byte, b'\t'..=b'\r' | b' ') {
+            pending_space = !out.is_empty();
+            continue;
+        }
+        if pending_space {
+            out.push(' ');
+            pending_space = false;
+        }
+        out.push(byte.to_ascii_lowercase() as char);
+    }
+    out
+}
+
+/// Drops repeated entries after `start` (the same coding twice, a display equal to the text):
+/// a repeat never changes which resources match, and each one costs an index row.
+fn dedup_from(entries: &mut Vec<IndexEntry>, start: usize) {
+    // Most parameters have a handful of values; some (a Provenance's targets) thousands.
+    const COMPARE_ALL_UP_TO: usize = 16;
+    if entries.len() - start <= COMPARE_ALL_UP_TO {
+        let mut index = start + 1;
+        while index < entries.len() {
+            if entries[start..index].contains(&entries[index]) {
+                entries.remove(index);
+            } else {
+                index += 1;
+            }
+        }
+        return;
+    }
+    let mut seen = std::collections::HashSet::with_capacity(entries.len() - start);
+    let mut kept = start;
+    for index in start..entries.len() {
+        // Equal entries have equal hashes; equal hashes are compared in full.
+        let repeated = !seen.insert(entry_hash(&entries[index])) && entries[start..kept].contains(&entries[index]);
+        if !repeated {
+            entries.swap(kept, index);
+            kept += 1;
+        }
+    }
+    entries.truncate(kept);
+}
+
+fn entry_hash(entry: &IndexEntry) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    entry.param.hash(&mut hasher);
+    entry.group.hash(&mut hasher);
+    match &entry.value {
+        IndexValue::String { normalized, exact } => (0u8, normalized, exact).hash(&mut hasher),
+        IndexValue::Token { system, code } => (1u8, system, code).hash(&mut hasher),
+        IndexValue::Text { normalized } => (2u8, normalized).hash(&mut hasher),
+        IndexValue::OfType { system, code, value } => (3u8, system, code, value).hash(&mut hasher),
+        IndexValue::Date { low, high } => (4u8, low, high).hash(&mut hasher),
+        IndexValue::Number { value, .. } => (5u8, value.to_bits()).hash(&mut hasher),
+        IndexValue::Quantity { value, code, .. } => (6u8, value.to_bits(), code).hash(&mut hasher),
+        IndexValue::Reference { resource_type, id, version, url } => (7u8, resource_type, id, version, url).hash(&mut hasher),
+        IndexValue::Uri(uri) => (8u8, uri).hash(&mut hasher),
+    }
+    hasher.finish()
+}
+
+fn push_values(entries: &mut Vec<IndexEntry>, param: &str, group: u32, kind: SearchParamType, implied_system: Option<&str>, item: &Item<'_>, forms: Forms) {
     let mut push = |param: &str, value: IndexValue| entries.push(IndexEntry { param: param.to_string(), group, value });
     match kind {
         SearchParamType::String => strings(item, &mut |text| {
-            push(param, IndexValue::String { normalized: normalize(text), exact: text.to_string() })
+            push(param, IndexValue::String { normalized: fold(text), exact: text.to_string() })
         }),
-        SearchParamType::Token => tokens(param, implied_system, item, &mut push),
+        SearchParamType::Token => tokens(param, implied_system, item, forms, &mut push),
         SearchParamType::Date => {
             if let Some((low, high)) = date_range(item) {
                 push(param, IndexValue::Date { low, high });
@@ -132,7 +265,7 @@ fn push_values(entries: &mut Vec<IndexEntry>, param: &str, group: u32, kind: Sea
                 push(param, value);
             }
         }
-        SearchParamType::Reference => references(param, item, &mut push),
+        SearchParamType::Reference => references(param, item, forms, &mut push),
         SearchParamType::Uri => {
             if let Some(text) = item.as_str() {
                 push(param, IndexValue::Uri(text.to_string()));
@@ -174,7 +307,8 @@ fn strings(item: &Item<'_>, push: &mut impl FnMut(&str)) {
     }
 }
 
-fn tokens(param: &str, implied_system: Option<&str>, item: &Item<'_>, push: &mut impl FnMut(&str, IndexValue)) {
+fn tokens(param: &str, implied_system: Option<&str>, item: &Item<'_>, forms: Forms, push: &mut impl FnMut(&str, IndexValue)) {
+    let extras = forms == Forms::All;
     match item.value() {
         ItemValue::Boolean(value) => return push(param, IndexValue::Token { system: None, code: value.to_string() }),
         ItemValue::Json(Value::Bool(value)) => return push(param, IndexValue::Token { system: None, code: value.to_string() }),
@@ -189,8 +323,8 @@ fn tokens(param: &str, implied_system: Option<&str>, item: &Item<'_>, push: &mut
         if let Some(code) = json_str(coding, "code") {
             push(param, IndexValue::Token { system: json_str(coding, "system").map(String::from), code: code.to_string() });
         }
-        if let Some(display) = json_str(coding, "display") {
-            push(param, IndexValue::Text { normalized: normalize(display) });
+        if let Some(display) = json_str(coding, "display").filter(|_| extras) {
+            push(param, IndexValue::Text { normalized: fold(display) });
         }
     };
     match item.fhir_type() {
@@ -199,15 +333,15 @@ fn tokens(param: &str, implied_system: Option<&str>, item: &Item<'_>, push: &mut
             for each in object.get("coding").and_then(Value::as_array).into_iter().flatten() {
                 coding(each, push);
             }
-            if let Some(text) = json_str(object, "text") {
-                push(param, IndexValue::Text { normalized: normalize(text) });
+            if let Some(text) = json_str(object, "text").filter(|_| extras) {
+                push(param, IndexValue::Text { normalized: fold(text) });
             }
         }
         Some("Identifier") => {
             if let Some(value) = json_str(object, "value") {
                 push(param, IndexValue::Token { system: json_str(object, "system").map(String::from), code: value.to_string() });
                 let of_type = format!("{param}:of-type");
-                if let Some(kind) = object.get("type") {
+                if let Some(kind) = object.get("type").filter(|_| extras) {
                     for each in kind.get("coding").and_then(Value::as_array).into_iter().flatten() {
                         if let Some(code) = json_str(each, "code") {
                             push(
@@ -217,7 +351,7 @@ fn tokens(param: &str, implied_system: Option<&str>, item: &Item<'_>, push: &mut
                         }
                     }
                     if let Some(text) = json_str(kind, "text") {
-                        push(param, IndexValue::Text { normalized: normalize(text) });
+                        push(param, IndexValue::Text { normalized: fold(text) });
                     }
                 }
             }
@@ -302,7 +436,7 @@ fn quantity(item: &Item<'_>) -> Option<IndexValue> {
     })
 }
 
-fn references(param: &str, item: &Item<'_>, push: &mut impl FnMut(&str, IndexValue)) {
+fn references(param: &str, item: &Item<'_>, forms: Forms, push: &mut impl FnMut(&str, IndexValue)) {
     // canonical and uri values are references by URL, possibly with `|version`.
     if let Some(text) = item.as_str() {
         let (url, version) = match text.split_once('|') {
@@ -318,7 +452,7 @@ fn references(param: &str, item: &Item<'_>, push: &mut impl FnMut(&str, IndexVal
             push(param, value);
         }
     }
-    if let Some(identifier) = object.get("identifier") {
+    if let Some(identifier) = object.get("identifier").filter(|_| forms == Forms::All) {
         if let Some(value) = json_str(identifier, "value") {
             push(
                 &format!("{param}:identifier"),
@@ -425,5 +559,40 @@ mod tests {
         let composite = extract(&observation).into_iter().filter(|e| e.param.starts_with("code-value-quantity$")).collect::<Vec<_>>();
         assert!(composite.iter().any(|e| e.param == "code-value-quantity$0" && e.group == 1));
         assert!(composite.iter().any(|e| e.param == "code-value-quantity$1" && e.group == 1));
+        assert!(composite.iter().all(|e| matches!(e.value, IndexValue::Token { .. } | IndexValue::Quantity { .. })), "no displays in composites");
+        let all = extract(&observation);
+        assert!(!all.iter().any(|e| e.param.starts_with("code-value-concept$")), "an occurrence without a value-concept is not stored");
+        assert_eq!(all.iter().filter(|e| e.param == "code" && matches!(e.value, IndexValue::Text { .. })).count(), 2, "display and text");
+    }
+
+    #[test]
+    fn fold_is_normalize() {
+        let every_ascii: String = (0u8..128).map(char::from).collect();
+        for text in [every_ascii.as_str(), "  Hello   World ", "\tA\x0bB\x0cC\r\nD", "Zoë Müller", "", " ", "ABC-def_1"] {
+            assert_eq!(fold(text), normalize(text), "{text:?}");
+        }
+    }
+
+    /// The per-type plans only skip work: on every resource of the search corpus, extraction
+    /// gives what the expressions as written give.
+    #[test]
+    fn plans_change_no_values() {
+        let unplanned = compile_all(false);
+        let directory = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/search-corpus");
+        let mut checked = 0;
+        for file in std::fs::read_dir(directory).unwrap() {
+            let path = file.unwrap().path();
+            if path.extension().is_none_or(|extension| extension != "json") {
+                continue;
+            }
+            let corpus: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+            for key in ["resources", "updates"] {
+                for resource in corpus.get(key).and_then(Value::as_array).into_iter().flatten() {
+                    assert_eq!(extract(resource), extract_with(&unplanned, resource), "{} in {}", resource["id"], path.display());
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 50, "only {checked} resources");
     }
 }
