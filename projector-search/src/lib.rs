@@ -8,15 +8,19 @@
 //! replay into a fresh file.
 //!
 //! Layout:
-//! - [`schema`]: the tables.
-//! - [`store`]: opening, applying events, the checkpoint.
+//! - [`schema`]: the tables and their version.
+//! - [`store`]: opening, applying batches, the checkpoint, finishing a build from zero.
+//! - `extract`: a batch's index values, extracted on worker threads while the writer inserts.
+//! - `write`: one event's rows.
 //! - [`sql`]: the typed query turned into SQL.
 //! - [`search`]: running a search page, totals and includes.
 
+mod extract;
 pub mod schema;
 pub mod search;
 pub mod sql;
 pub mod store;
+mod write;
 
 use std::sync::Arc;
 

@@ -71,9 +71,9 @@ impl SearchIndex {
                 return Ok(Ok(SearchPage { total, ..SearchPage::default() }));
             }
             let mut sql = filter;
-            sql.text = format!("SELECT r.row, r.resource_type, r.id, r.position{}", sql.text);
-            order_by(&mut sql, &query.sort);
-            sql.text.push_str(" LIMIT ? OFFSET ?");
+            let mut select = String::from("SELECT r.row, r.resource_type, r.id, r.position");
+            order_by(&mut select, &mut sql, &query.sort);
+            sql.text = format!("{select}{} LIMIT ? OFFSET ?", sql.text);
             sql.args.push(Value::Integer(query.count as i64 + 1));
             sql.args.push(Value::Integer(page.offset as i64));
             let mut hits: Vec<Hit> = connection

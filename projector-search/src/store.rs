@@ -1,16 +1,25 @@
-//! The SQLite search index: opening it, applying events (idempotently), and the checkpoint.
+//! The SQLite search index: opening it, applying batches of events (idempotently), the
+//! checkpoint, and building from zero.
+//!
+//! A new index file starts in *build* mode: the value indexes are not created yet, so replaying
+//! the log only appends rows. When the projector has caught up with the log,
+//! [`SearchIndex::finish_build`] creates them by sorting, gathers the query planner's statistics,
+//! and only then publishes the checkpoint to [`SearchIndex::watch_checkpoint`], so whoever waits
+//! for the index to be searchable (a swap after a rebuild, a read-your-writes search) waits for
+//! the indexes too.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
-use event_log::{Event, Operation};
-use fhir_core::instant::unix_millis;
-use fhir_core::search::{IndexEntry, IndexValue};
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use event_log::Event;
+use rusqlite::{Connection, OptionalExtension};
 use tokio::sync::watch;
 
-use crate::schema::SCHEMA;
+use crate::extract::for_each_extracted;
+use crate::schema::{SCHEMA_VERSION, TABLES, VALUE_INDEXES};
+use crate::write::Writer;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
@@ -20,37 +29,101 @@ pub enum IndexError {
     Poisoned,
     #[error("stored body at position {0} is not JSON")]
     BadBody(u64),
+    #[error("an extraction thread of the search index stopped")]
+    Worker,
+    #[error("the search index is busy: {0}")]
+    Busy(&'static str),
+    #[error("cannot remove {path}: {source}")]
+    Remove { path: PathBuf, source: std::io::Error },
+    #[error("the search index file has layout version {found}, this server uses {expected}: rebuild it (`fhir-server reindex`)")]
+    OldSchema { found: i64, expected: i64 },
 }
 
 pub type Result<T> = std::result::Result<T, IndexError>;
+
+/// Page cache of the writer: room for the upper levels of every index, and for sorting when the
+/// value indexes are created.
+const WRITER_CACHE_KIB: i64 = 256 * 1024;
+/// Page cache of the writer while it creates the value indexes.
+const SORT_CACHE_KIB: i64 = 16 * 1024;
+/// Page cache of each reader; the file is also memory-mapped, up to [`MMAP_BYTES`].
+const READER_CACHE_KIB: i64 = 16 * 1024;
+const MMAP_BYTES: i64 = 1 << 31;
+/// How often, at most, a caught-up projector refreshes the planner's statistics.
+const OPTIMIZE_EVERY: Duration = Duration::from_secs(600);
 
 /// The search index: one writer (the projector), a pool of readers (searches).
 pub struct SearchIndex {
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
     path: PathBuf,
+    /// Value indexes not created yet (see the module docs).
+    building: AtomicBool,
     checkpoint: AtomicU64,
     checkpoint_tx: watch::Sender<u64>,
+    last_optimize: Mutex<Instant>,
+}
+
+fn table_exists(connection: &Connection, name: &str) -> Result<bool> {
+    Ok(connection
+        .query_row("SELECT 1 FROM sqlite_schema WHERE name = ?1", [name], |_| Ok(()))
+        .optional()?
+        .is_some())
 }
 
 impl SearchIndex {
+    /// Opens the index file at `path`, creating it (in build mode) if it does not exist. A file
+    /// of another layout version is refused with [`IndexError::OldSchema`]; one whose build from
+    /// zero was interrupted is started over.
     pub fn open(path: &Path) -> Result<Self> {
         let writer = Connection::open(path)?;
-        writer.pragma_update(None, "journal_mode", "WAL")?;
-        // The index can be rebuilt from the log, so it need not fsync every batch.
-        writer.pragma_update(None, "synchronous", "NORMAL")?;
-        writer.execute_batch(SCHEMA)?;
+        writer.busy_timeout(Duration::from_secs(5))?;
+        writer.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
+        writer.pragma_update(None, "temp_store", "MEMORY")?;
+        writer.pragma_update(None, "mmap_size", MMAP_BYTES)?;
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
+        writer.pragma_update(None, "threads", threads as i64)?;
+        let fresh = !table_exists(&writer, "resources")?;
+        let found: i64 = writer.pragma_query_value(None, "user_version", |row| row.get(0))?;
+        if !fresh && found != SCHEMA_VERSION {
+            return Err(IndexError::OldSchema { found, expected: SCHEMA_VERSION });
+        }
+        if !fresh && !table_exists(&writer, VALUE_INDEXES[VALUE_INDEXES.len() - 1].0)? {
+            // Built without a durable journal: the file may be torn. Replaying from zero redoes it.
+            tracing::warn!("the search index was being built from zero when the process stopped; starting over");
+            drop(writer);
+            remove_files(path)?;
+            return Self::open(path);
+        }
+        let building = fresh;
+        if building {
+            // Until built, a crash loses nothing that a replay from zero does not redo: no
+            // journal on disk, no fsync (the file switches to WAL when built).
+            writer.pragma_update(None, "journal_mode", "MEMORY")?;
+            writer.pragma_update(None, "synchronous", "OFF")?;
+        } else {
+            writer.pragma_update(None, "journal_mode", "WAL")?;
+            // The index can be rebuilt from the log, so it need not fsync every batch.
+            writer.pragma_update(None, "synchronous", "NORMAL")?;
+        }
+        writer.execute_batch(TABLES)?;
+        writer.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        if !building {
+            writer.execute_batch("PRAGMA optimize = 0x10002")?;
+        }
         let checkpoint = writer
             .query_row("SELECT position FROM checkpoint WHERE name = 'search'", [], |row| row.get::<_, i64>(0))
             .optional()?
             .unwrap_or(0) as u64;
-        let (checkpoint_tx, _) = watch::channel(checkpoint);
+        let (checkpoint_tx, _) = watch::channel(if building { 0 } else { checkpoint });
         Ok(Self {
             writer: Mutex::new(writer),
             readers: Mutex::new(Vec::new()),
             path: path.to_path_buf(),
+            building: AtomicBool::new(building),
             checkpoint: AtomicU64::new(checkpoint),
             checkpoint_tx,
+            last_optimize: Mutex::new(Instant::now()),
         })
     }
 
@@ -58,34 +131,31 @@ impl SearchIndex {
         &self.path
     }
 
+    /// The position of the last event applied (searches run as of it).
     pub fn checkpoint(&self) -> u64 {
         self.checkpoint.load(Ordering::Acquire)
     }
 
+    /// The checkpoint once searchable: while building from zero it stays at 0 until
+    /// [`Self::finish_build`].
     pub fn watch_checkpoint(&self) -> watch::Receiver<u64> {
         self.checkpoint_tx.subscribe()
+    }
+
+    /// True while the value indexes of a build from zero are not created yet.
+    pub fn is_building(&self) -> bool {
+        self.building.load(Ordering::Acquire)
     }
 
     /// Applies events in position order and advances the checkpoint, in one transaction.
     /// An event already applied changes nothing; a delete leaves no current row.
     pub fn apply(&self, events: &[Event]) -> Result<()> {
         let Some(last) = events.last() else { return Ok(()) };
-        // Extraction is the expensive part; do it before taking the write lock.
-        let mut prepared = Vec::with_capacity(events.len());
-        for event in events {
-            let entries = if event.operation == Operation::Delete {
-                Vec::new()
-            } else {
-                let resource: serde_json::Value =
-                    serde_json::from_slice(&event.body).map_err(|_| IndexError::BadBody(event.position))?;
-                fhir_core::search::extract::extract(&resource)
-            };
-            prepared.push((event, entries));
-        }
         let mut connection = self.writer.lock().map_err(|_| IndexError::Poisoned)?;
         let transaction = connection.transaction()?;
-        for (event, entries) in &prepared {
-            apply_one(&transaction, event, entries)?;
+        {
+            let mut writer = Writer::new(&transaction)?;
+            for_each_extracted(events, |event, entries| writer.apply(&transaction, event, entries))?;
         }
         transaction.execute(
             "INSERT INTO checkpoint (name, position) VALUES ('search', ?1)
@@ -94,7 +164,43 @@ impl SearchIndex {
         )?;
         transaction.commit()?;
         let advanced = self.checkpoint.fetch_max(last.position, Ordering::AcqRel).max(last.position);
-        self.checkpoint_tx.send_replace(advanced);
+        if !self.is_building() {
+            self.checkpoint_tx.send_replace(advanced);
+        }
+        Ok(())
+    }
+
+    /// Ends a build from zero: creates the value indexes and the planner's statistics, then
+    /// publishes the checkpoint. Otherwise refreshes the statistics now and then. Call when
+    /// caught up with the log.
+    pub fn finish_build(&self) -> Result<()> {
+        let connection = self.writer.lock().map_err(|_| IndexError::Poisoned)?;
+        if self.is_building() {
+            let started = Instant::now();
+            // SQLite sorts the values of an index in runs of about the cache's size: smaller runs
+            // sort faster, and the index being written needs no cache.
+            connection.pragma_update(None, "cache_size", -SORT_CACHE_KIB)?;
+            create_value_indexes(&connection)?;
+            connection.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
+            // A sample per index is enough for the planner to tell selective values apart.
+            connection.execute_batch("PRAGMA analysis_limit = 400; ANALYZE;")?;
+            // From now on a crash must not tear the file: write ahead, sync at checkpoints. The
+            // switch waits for readers (a search running while building) to let go of the file.
+            let mode: String = connection.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
+            if !mode.eq_ignore_ascii_case("wal") {
+                return Err(IndexError::Busy("readers hold the built index; it stays in build mode until they let go"));
+            }
+            connection.pragma_update(None, "synchronous", "NORMAL")?;
+            self.building.store(false, Ordering::Release);
+            tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "search index built");
+        } else {
+            let mut last = self.last_optimize.lock().map_err(|_| IndexError::Poisoned)?;
+            if last.elapsed() >= OPTIMIZE_EVERY {
+                connection.execute_batch("PRAGMA optimize")?;
+                *last = Instant::now();
+            }
+        }
+        self.checkpoint_tx.send_replace(self.checkpoint());
         Ok(())
     }
 
@@ -108,7 +214,9 @@ impl SearchIndex {
                     &self.path,
                     rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
                 )?;
-                connection.busy_timeout(std::time::Duration::from_secs(5))?;
+                connection.busy_timeout(Duration::from_secs(5))?;
+                connection.pragma_update(None, "cache_size", -READER_CACHE_KIB)?;
+                connection.pragma_update(None, "mmap_size", MMAP_BYTES)?;
                 connection
             }
         };
@@ -122,73 +230,24 @@ impl SearchIndex {
     }
 }
 
-fn apply_one(transaction: &Transaction<'_>, event: &Event, entries: &[IndexEntry]) -> Result<()> {
-    let key = &event.key;
-    let version = event.version as i64;
-    let already: Option<i64> = transaction
-        .prepare_cached("SELECT row FROM resources WHERE tenant = ?1 AND resource_type = ?2 AND id = ?3 AND version = ?4")?
-        .query_row(params![key.tenant, key.resource_type, key.id, version], |row| row.get(0))
-        .optional()?;
-    if already.is_some() {
-        return Ok(());
-    }
-    transaction
-        .prepare_cached(
-            "UPDATE resources SET superseded_at = ?4
-             WHERE tenant = ?1 AND resource_type = ?2 AND id = ?3 AND superseded_at IS NULL AND version < ?5",
-        )?
-        .execute(params![key.tenant, key.resource_type, key.id, event.position as i64, version])?;
-    if event.operation == Operation::Delete {
-        return Ok(());
-    }
-    transaction
-        .prepare_cached(
-            "INSERT INTO resources (tenant, resource_type, id, version, position, last_updated)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )?
-        .execute(params![key.tenant, key.resource_type, key.id, version, event.position as i64, unix_millis(event.recorded_at)])?;
-    let row = transaction.last_insert_rowid();
-    for entry in entries {
-        insert_entry(transaction, row, entry)?;
+fn remove_files(path: &Path) -> Result<()> {
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let file = PathBuf::from(format!("{}{suffix}", path.display()));
+        match std::fs::remove_file(&file) {
+            Err(source) if source.kind() != std::io::ErrorKind::NotFound => return Err(IndexError::Remove { path: file, source }),
+            _ => {}
+        }
     }
     Ok(())
 }
 
-fn insert_entry(transaction: &Transaction<'_>, row: i64, entry: &IndexEntry) -> Result<()> {
-    let (param, grp) = (entry.param.as_str(), entry.group as i64);
-    match &entry.value {
-        IndexValue::String { normalized, exact } => transaction
-            .prepare_cached("INSERT INTO ix_string (row, param, grp, norm, exact) VALUES (?1, ?2, ?3, ?4, ?5)")?
-            .execute(params![row, param, grp, normalized, exact])?,
-        IndexValue::Token { system, code } => transaction
-            .prepare_cached("INSERT INTO ix_token (row, param, grp, system, code) VALUES (?1, ?2, ?3, ?4, ?5)")?
-            .execute(params![row, param, grp, system, code])?,
-        IndexValue::Text { normalized } => transaction
-            .prepare_cached("INSERT INTO ix_text (row, param, grp, norm) VALUES (?1, ?2, ?3, ?4)")?
-            .execute(params![row, param, grp, normalized])?,
-        IndexValue::OfType { system, code, value } => transaction
-            .prepare_cached("INSERT INTO ix_of_type (row, param, grp, system, code, value) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?
-            .execute(params![row, param, grp, system, code, value])?,
-        IndexValue::Date { low, high } => transaction
-            .prepare_cached("INSERT INTO ix_date (row, param, grp, low, high) VALUES (?1, ?2, ?3, ?4, ?5)")?
-            .execute(params![row, param, grp, low, high])?,
-        IndexValue::Number { value, low, high } => transaction
-            .prepare_cached("INSERT INTO ix_number (row, param, grp, value, low, high) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?
-            .execute(params![row, param, grp, value, low, high])?,
-        IndexValue::Quantity { value, low, high, system, code, .. } => transaction
-            .prepare_cached(
-                "INSERT INTO ix_quantity (row, param, grp, value, low, high, system, code) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )?
-            .execute(params![row, param, grp, value, low, high, system, code])?,
-        IndexValue::Reference { resource_type, id, version, url } => transaction
-            .prepare_cached(
-                "INSERT INTO ix_reference (row, param, grp, target_type, target_id, version, url) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?
-            .execute(params![row, param, grp, resource_type, id, version, url])?,
-        IndexValue::Uri(uri) => transaction
-            .prepare_cached("INSERT INTO ix_uri (row, param, grp, uri) VALUES (?1, ?2, ?3, ?4)")?
-            .execute(params![row, param, grp, uri])?,
-    };
+fn create_value_indexes(connection: &Connection) -> Result<()> {
+    let mut sql = String::from("BEGIN;");
+    for (name, definition) in VALUE_INDEXES {
+        sql.push_str(&format!("CREATE INDEX IF NOT EXISTS {name} ON {definition};"));
+    }
+    sql.push_str("COMMIT;");
+    connection.execute_batch(&sql)?;
     Ok(())
 }
 
@@ -203,5 +262,9 @@ impl event_log::tail::Projection for SearchIndex {
 
     fn apply(&self, events: &[Event]) -> std::result::Result<(), String> {
         SearchIndex::apply(self, events).map_err(|error| error.to_string())
+    }
+
+    fn caught_up(&self) -> std::result::Result<(), String> {
+        self.finish_build().map_err(|error| error.to_string())
     }
 }

@@ -164,12 +164,18 @@ async fn load(file: &CorpusFile) -> Loaded {
 
     let index = SearchIndex::open(&dir.path().join("search.db")).unwrap();
     let events: Vec<Event> = log.read_from(0, 1_000_000).await.unwrap();
-    // Two uneven batches, then everything again: applying is idempotent.
+    // Two uneven batches, then everything again: applying is idempotent. The first batch goes
+    // into a fresh index (built from zero, value indexes created after), the rest into one with
+    // its value indexes.
     let (first, second) = events.split_at(events.len() / 3);
+    assert!(index.is_building());
     index.apply(first).unwrap();
+    index.finish_build().unwrap();
+    assert!(!index.is_building());
     index.apply(second).unwrap();
     index.apply(&events).unwrap();
     assert_eq!(index.checkpoint(), log.head().await.unwrap());
+    assert_eq!(*index.watch_checkpoint().borrow(), index.checkpoint());
     Loaded { _dir: dir, log, index, current }
 }
 
