@@ -2,13 +2,18 @@
 //! from the whole log while the current one keeps serving, then swaps it in: a pointer file
 //! names the index in use, replaced atomically, so a crash mid-rebuild leaves the old index in
 //! place. Searches in flight finish on the old index.
+//!
+//! An index file of an older layout (see `projector_search::schema::SCHEMA_VERSION`) is not
+//! migrated: on start the server replaces it with a fresh file that its projector fills by
+//! replay, as `fhir-server reindex` would (searches are incomplete until it has caught up;
+//! read-your-writes searches wait for it).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
 use anyhow::Context;
 use event_log::EventLog;
-use projector_search::SearchIndex;
+use projector_search::{IndexError, SearchIndex};
 use serde::Serialize;
 use tokio::sync::watch;
 
@@ -55,19 +60,40 @@ fn remove_index_files(path: &Path) {
     }
 }
 
+fn fresh_file_name() -> String {
+    format!("search-{}.db", fhir_core::instant::unix_millis(fhir_core::instant::now()))
+}
+
+/// Opens the index in use; one of an older layout is replaced by a fresh, empty file.
+fn open_current(data_dir: &Path) -> anyhow::Result<SearchIndex> {
+    let path = data_dir.join(current_file(data_dir));
+    match SearchIndex::open(&path) {
+        Err(IndexError::OldSchema { found, expected }) => {
+            tracing::warn!(found, expected, "the search index has an older layout; rebuilding it from the log");
+            let file = fresh_file_name();
+            let index = SearchIndex::open(&data_dir.join(&file)).context("cannot create the new index")?;
+            point_to(data_dir, &file)?;
+            remove_index_files(&path);
+            Ok(index)
+        }
+        opened => opened.context("cannot open the search index"),
+    }
+}
+
 /// Replays the whole log into a fresh index file next to the current one, reporting progress,
-/// until it has caught up with the head as it was when the replay finished a pass.
+/// until it has caught up with the head as it was when the replay finished a pass (and, being
+/// built from zero, has its value indexes: its checkpoint watch waits for them).
 async fn build(data_dir: &Path, log: &Arc<dyn EventLog>, progress: &(dyn Fn(u64, u64) + Send + Sync)) -> anyhow::Result<(String, Arc<SearchIndex>, watch::Sender<bool>)> {
-    let file = format!("search-{}.db", fhir_core::instant::unix_millis(fhir_core::instant::now()));
+    let file = fresh_file_name();
     let index = Arc::new(SearchIndex::open(&data_dir.join(&file)).context("cannot create the new index")?);
     let (stop, stopped) = watch::channel(false);
     tokio::spawn(projector_search::run(index.clone(), log.clone(), stopped));
     let mut checkpoint = index.watch_checkpoint();
     loop {
         let head = log.head().await?;
-        let applied = *checkpoint.borrow_and_update();
-        progress(applied, head);
-        if applied >= head {
+        let searchable = *checkpoint.borrow_and_update();
+        progress(index.checkpoint(), head);
+        if searchable >= head {
             return Ok((file, index, stop));
         }
         let _ = tokio::time::timeout(std::time::Duration::from_millis(200), checkpoint.changed()).await;
@@ -77,7 +103,7 @@ async fn build(data_dir: &Path, log: &Arc<dyn EventLog>, progress: &(dyn Fn(u64,
 impl SearchSlot {
     /// Opens the index in use and starts its projector.
     pub fn open(data_dir: &Path, log: Arc<dyn EventLog>) -> anyhow::Result<Arc<Self>> {
-        let index = Arc::new(SearchIndex::open(&data_dir.join(current_file(data_dir))).context("cannot open the search index")?);
+        let index = Arc::new(open_current(data_dir)?);
         let (stop, stopped) = watch::channel(false);
         tokio::spawn(projector_search::run(index.clone(), log.clone(), stopped));
         Ok(Arc::new(SearchSlot {
