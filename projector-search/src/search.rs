@@ -8,7 +8,7 @@ use fhir_core::search::{Include, SearchQuery, Total};
 use rusqlite::types::Value;
 use rusqlite::{params_from_iter, Connection};
 
-use crate::sql::{from_where, order_by, Unsupported};
+use crate::sql::{from_where, order_by, Shape, Unsupported};
 use crate::store::{IndexError, SearchIndex};
 
 /// How many rounds of `:iterate` includes are followed.
@@ -58,21 +58,24 @@ struct Hit {
 impl SearchIndex {
     /// Runs `query` for `tenant` as of `page.snapshot`.
     pub fn search(&self, tenant: &str, query: &SearchQuery, page: PageRequest) -> Result<SearchPage, SearchError> {
-        let filter = from_where(query, tenant, page.snapshot)?;
         let count_only = query.summary == Some(fhir_core::summary::SummaryMode::Count);
+        let counted = count_only || matches!(query.total, Total::Accurate | Total::Estimate);
+        let count = if counted { Some(from_where(query, tenant, page.snapshot, Shape::Count)?) } else { None };
+        let listed = if count_only || query.count == 0 { None } else { Some(from_where(query, tenant, page.snapshot, Shape::Page)?) };
         self.with_reader(|connection| {
-            let total = if count_only || matches!(query.total, Total::Accurate | Total::Estimate) {
-                let sql = format!("SELECT COUNT(*){}", filter.text);
-                Some(connection.prepare_cached(&sql)?.query_row(params_from_iter(filter.args.iter()), |row| row.get::<_, i64>(0))? as u64)
-            } else {
-                None
+            let total = match &count {
+                Some(filter) => {
+                    let sql = format!("SELECT COUNT(*){}", filter.sql.text);
+                    Some(connection.prepare_cached(&sql)?.query_row(params_from_iter(filter.sql.args.iter()), |row| row.get::<_, i64>(0))? as u64)
+                }
+                None => None,
             };
-            if count_only || query.count == 0 {
+            let Some(mut filter) = listed else {
                 return Ok(Ok(SearchPage { total, ..SearchPage::default() }));
-            }
-            let mut sql = filter;
+            };
             let mut select = String::from("SELECT r.row, r.resource_type, r.id, r.position");
-            order_by(&mut select, &mut sql, &query.sort);
+            order_by(&mut select, &mut filter, &query.sort);
+            let mut sql = filter.sql;
             sql.text = format!("{select}{} LIMIT ? OFFSET ?", sql.text);
             sql.args.push(Value::Integer(query.count as i64 + 1));
             sql.args.push(Value::Integer(page.offset as i64));

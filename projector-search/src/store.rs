@@ -204,7 +204,7 @@ impl SearchIndex {
         Ok(())
     }
 
-    /// Runs `work` on a pooled read-only connection.
+    /// Runs `work` on a pooled read-only connection, in one read transaction.
     pub(crate) fn with_reader<T>(&self, work: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         let pooled = self.readers.lock().map_err(|_| IndexError::Poisoned)?.pop();
         let connection = match pooled {
@@ -220,7 +220,11 @@ impl SearchIndex {
                 connection
             }
         };
+        // One read transaction for all the statements of a search (a page and its includes):
+        // one snapshot of the file, and one lock rather than one per statement.
+        connection.execute_batch("BEGIN")?;
         let result = work(&connection);
+        connection.execute_batch(if result.is_ok() { "COMMIT" } else { "ROLLBACK" })?;
         if let Ok(mut readers) = self.readers.lock() {
             if readers.len() < 16 {
                 readers.push(connection);

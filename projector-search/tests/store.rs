@@ -114,3 +114,44 @@ fn an_older_layout_is_refused() {
         Ok(_) => panic!("an old layout was opened"),
     }
 }
+
+fn observation(position: u64, id: &str, codings: serde_json::Value) -> Event {
+    let mut event = event(position, id, 1, Operation::Create, "");
+    event.key = StreamKey::new(TENANT, "Observation", id);
+    event.body = Bytes::from(json!({"resourceType": "Observation", "id": id, "status": "final", "code": {"coding": codings}}).to_string());
+    event
+}
+
+/// A page of `Observation?code=...&_count=2` at `offset`.
+fn code_page(index: &SearchIndex, code: &str, snapshot: u64, offset: usize) -> (Vec<u64>, bool) {
+    let params = [("code".to_string(), code.to_string()), ("_count".to_string(), "2".to_string())];
+    let query = parse_search(vec!["Observation".to_string()], &params, true).expect("query");
+    let page = index.search(TENANT, &query, PageRequest { snapshot, offset }).expect("search");
+    (page.matches, page.has_next)
+}
+
+/// An exact token is read from its value index page by page: each match once (a coding repeated
+/// in a resource included), in row order, only current versions.
+#[test]
+fn exact_token_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = SearchIndex::open(&dir.path().join("search.db")).unwrap();
+    let bp = json!({"system": "http://loinc.org", "code": "85354-9"});
+    let mut events = vec![
+        observation(1, "o1", json!([bp, bp])),
+        observation(2, "o2", json!([bp])),
+        observation(3, "o3", json!([{"system": "http://loinc.org", "code": "other"}])),
+        observation(4, "o4", json!([bp, {"system": "http://snomed.info/sct", "code": "85354-9"}])),
+        observation(5, "o5", json!([bp])),
+    ];
+    let mut deleted = event(6, "o2", 2, Operation::Delete, "");
+    deleted.key = StreamKey::new(TENANT, "Observation", "o2");
+    events.push(deleted);
+    index.apply(&events).unwrap();
+    index.finish_build().unwrap();
+    assert_eq!(code_page(&index, "http://loinc.org|85354-9", 6, 0), (vec![1, 4], true));
+    assert_eq!(code_page(&index, "http://loinc.org|85354-9", 6, 2), (vec![5], false));
+    assert_eq!(code_page(&index, "http://loinc.org|85354-9", 5, 0), (vec![1, 2], true), "o2 before its delete");
+    assert_eq!(code_page(&index, "85354-9", 6, 0), (vec![1, 4], true), "any system");
+    assert_eq!(code_page(&index, "85354-9", 6, 2), (vec![5], false));
+}

@@ -49,6 +49,27 @@ pub(super) fn drives_by_row(path: &ParamPath, values: &[SearchValue]) -> bool {
     !matches!(path, ParamPath::Has { .. }) && driver_rank(path, values).is_some_and(|rank| rank > 0)
 }
 
+/// Whether the criterion is one exact token (system and code): its value index lists the rows
+/// holding it in row order, each once (extraction stores a parameter's repeated value once).
+pub(super) fn streams_in_row_order(path: &ParamPath, values: &[SearchValue]) -> bool {
+    let ParamPath::Direct { param, modifier: None } = path else { return false };
+    param.kind == SearchParamType::Token
+        && !param.code.starts_with('_')
+        && matches!(values, [SearchValue::Token { system: Some(system), code: Some(_) }] if !system.is_empty())
+}
+
+/// `ix_token {alias} CROSS JOIN resources r WHERE <the value>`, for a criterion that
+/// [`streams_in_row_order`].
+pub(super) fn stream_sql(sql: &mut Sql, alias: &str, path: &ParamPath, values: &[SearchValue]) -> Result<()> {
+    let (ParamPath::Direct { param, .. }, [value]) = (path, values) else {
+        return Err(Unsupported("not a single token".into()));
+    };
+    sql.push(&format!("ix_token {alias} CROSS JOIN resources r WHERE {alias}.param = "));
+    sql.arg(param.code.clone());
+    sql.push(" AND ");
+    value_sql(sql, alias, param.kind, None, value)
+}
+
 /// Opens a row set: `alias.row IN (SELECT <row> ` or `EXISTS (SELECT 1 `.
 fn open(sql: &mut Sql, alias: &str, role: Role, negate: bool, row: &str) {
     let not = if negate { "NOT " } else { "" };

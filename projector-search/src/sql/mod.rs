@@ -17,7 +17,7 @@ use fhir_core::search::{SearchQuery, SortKey};
 use rusqlite::types::Value;
 
 use crate::schema::table_for;
-use criteria::{driver_rank, drives_by_row, path_sql, Role};
+use criteria::{driver_rank, drives_by_row, path_sql, stream_sql, streams_in_row_order, Role};
 
 /// SQL text with its positional arguments.
 #[derive(Default)]
@@ -59,8 +59,26 @@ fn visible(sql: &mut Sql, alias: &str, snapshot: u64) {
     sql.push("))");
 }
 
+/// What a search reads: for its total (every match, any order) or for a page (matches in row
+/// order, or sorted).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    Count,
+    Page,
+}
+
+/// The `FROM ... WHERE ...` of a search, and the column whose order is the matches' row order.
+pub struct Filter {
+    pub sql: Sql,
+    pub row: &'static str,
+}
+
 /// `FROM resources r WHERE ...` for the query's types and criteria, at `snapshot`.
-pub fn from_where(query: &SearchQuery, tenant: &str, snapshot: u64) -> Result<Sql> {
+///
+/// A page in row order whose driver is one exact token (`code=system|code`, which a resource
+/// holds at most once) reads the value index and joins the resources as it goes, so it stops
+/// after the page instead of first listing every match.
+pub fn from_where(query: &SearchQuery, tenant: &str, snapshot: u64, shape: Shape) -> Result<Filter> {
     // The best driver; the first of equals, so that the client's order breaks ties.
     let driver = query
         .criteria
@@ -69,12 +87,28 @@ pub fn from_where(query: &SearchQuery, tenant: &str, snapshot: u64) -> Result<Sq
         .filter_map(|(index, criterion)| driver_rank(&criterion.path, &criterion.values).map(|rank| (rank, index)))
         .min()
         .map(|(_, index)| index);
+    let streamed = driver.filter(|index| {
+        shape == Shape::Page && query.sort.is_empty() && streams_in_row_order(&query.criteria[*index].path, &query.criteria[*index].values)
+    });
     let hint = match driver {
         Some(index) if drives_by_row(&query.criteria[index].path, &query.criteria[index].values) => "+",
         _ => "",
     };
     let mut sql = Sql::default();
-    sql.push(&format!(" FROM resources r WHERE {hint}r.tenant = "));
+    let row = match streamed {
+        Some(index) => {
+            let criterion = &query.criteria[index];
+            sql.push(" FROM ");
+            stream_sql(&mut sql, "d", &criterion.path, &criterion.values)?;
+            sql.push(" AND r.row = d.row AND ");
+            "d.row"
+        }
+        None => {
+            sql.push(" FROM resources r WHERE ");
+            "r.row"
+        }
+    };
+    sql.push(&format!("{hint}r.tenant = "));
     sql.arg(tenant.to_string());
     if !query.types.is_empty() {
         sql.push(&format!(" AND {hint}r.resource_type IN ("));
@@ -92,7 +126,7 @@ pub fn from_where(query: &SearchQuery, tenant: &str, snapshot: u64) -> Result<Sq
         sql.push(" AND ");
         compartment_sql(&mut sql, compartment);
     }
-    if let Some(index) = driver {
+    if let (Some(index), None) = (driver, streamed) {
         let criterion = &query.criteria[index];
         sql.push(" AND ");
         path_sql(&mut sql, "r", tenant, snapshot, &criterion.path, &criterion.values, Role::Driver)?;
@@ -103,7 +137,7 @@ pub fn from_where(query: &SearchQuery, tenant: &str, snapshot: u64) -> Result<Sq
             path_sql(&mut sql, "r", tenant, snapshot, &criterion.path, &criterion.values, Role::Filter)?;
         }
     }
-    Ok(sql)
+    Ok(Filter { sql, row })
 }
 
 /// Members of one resource's compartment: per member type, a reference through one of its
@@ -138,7 +172,8 @@ fn compartment_sql(sql: &mut Sql, compartment: &fhir_core::search::CompartmentFi
 
 /// `ORDER BY` for the sort keys, then insertion order. Each key is a column of the select list
 /// (`sort0`, `sort1`, ...: appended to `select` here), so it is computed once per row.
-pub fn order_by(select: &mut String, sql: &mut Sql, sort: &[SortKey]) {
+pub fn order_by(select: &mut String, filter: &mut Filter, sort: &[SortKey]) {
+    let sql = &mut filter.sql;
     let mut order = String::from(" ORDER BY ");
     let mut select_args = Vec::new();
     for (index, key) in sort.iter().enumerate() {
@@ -169,7 +204,7 @@ pub fn order_by(select: &mut String, sql: &mut Sql, sort: &[SortKey]) {
         // Resources without a value come last in both directions.
         order.push_str(&format!("sort{index} {direction} NULLS LAST, "));
     }
-    order.push_str("r.row ASC");
+    order.push_str(&format!("{} ASC", filter.row));
     // The select list comes before FROM, so its arguments come first.
     select_args.append(&mut sql.args);
     sql.args = select_args;
