@@ -13,9 +13,10 @@
 //! - `extract`: a batch's index values, extracted on worker threads while the writer inserts.
 //! - `write`: one event's rows.
 //! - [`sql`]: the typed query turned into SQL.
-//! - [`search`]: running a search page, totals and includes.
+//! - [`search`]: running a search page and its total; `include`: `_include` and `_revinclude`.
 
 mod extract;
+mod include;
 pub mod schema;
 pub mod search;
 pub mod sql;

@@ -1,20 +1,14 @@
 //! Running a search on the index: the page of matches at a snapshot, the total when asked, and
-//! the `_include` / `_revinclude` resources. Results are log positions; the caller reads the
-//! bodies from the log.
+//! the `_include` / `_revinclude` resources ([`crate::include`]). Results are log positions;
+//! the caller reads the bodies from the log.
 
-use std::collections::HashSet;
-
-use fhir_core::search::{Include, SearchQuery, Total};
+use fhir_core::search::{SearchQuery, Total};
+use rusqlite::params_from_iter;
 use rusqlite::types::Value;
-use rusqlite::{params_from_iter, Connection};
 
+use crate::include::{includes, Resource};
 use crate::sql::{from_where, order_by, Shape, Unsupported};
 use crate::store::{IndexError, SearchIndex};
-
-/// How many rounds of `:iterate` includes are followed.
-const MAX_INCLUDE_ROUNDS: usize = 4;
-/// How many resources includes may add to one page.
-const MAX_INCLUDED: usize = 10_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SearchError {
@@ -47,14 +41,6 @@ pub struct SearchPage {
     pub has_next: bool,
 }
 
-/// A matched resource's identity, for includes.
-struct Hit {
-    row: i64,
-    resource_type: String,
-    id: String,
-    position: u64,
-}
-
 impl SearchIndex {
     /// Runs `query` for `tenant` as of `page.snapshot`.
     pub fn search(&self, tenant: &str, query: &SearchQuery, page: PageRequest) -> Result<SearchPage, SearchError> {
@@ -79,12 +65,8 @@ impl SearchIndex {
             sql.text = format!("{select}{} LIMIT ? OFFSET ?", sql.text);
             sql.args.push(Value::Integer(query.count as i64 + 1));
             sql.args.push(Value::Integer(page.offset as i64));
-            let mut hits: Vec<Hit> = connection
-                .prepare_cached(&sql.text)?
-                .query_map(params_from_iter(sql.args.iter()), |row| {
-                    Ok(Hit { row: row.get(0)?, resource_type: row.get(1)?, id: row.get(2)?, position: row.get::<_, i64>(3)? as u64 })
-                })?
-                .collect::<rusqlite::Result<_>>()?;
+            let mut hits: Vec<Resource> =
+                connection.prepare_cached(&sql.text)?.query_map(params_from_iter(sql.args.iter()), Resource::from_row)?.collect::<rusqlite::Result<_>>()?;
             let has_next = hits.len() > query.count;
             hits.truncate(query.count);
             let included = includes(connection, tenant, query, page.snapshot, &hits)?;
@@ -92,90 +74,4 @@ impl SearchIndex {
         })?
         .map_err(|error: Unsupported| error.into())
     }
-}
-
-fn includes(connection: &Connection, tenant: &str, query: &SearchQuery, snapshot: u64, hits: &[Hit]) -> Result<Vec<u64>, IndexError> {
-    if query.include.is_empty() && query.revinclude.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut seen: HashSet<u64> = hits.iter().map(|hit| hit.position).collect();
-    let mut included = Vec::new();
-    let mut frontier: Vec<(i64, String, String)> = hits.iter().map(|h| (h.row, h.resource_type.clone(), h.id.clone())).collect();
-    for round in 0..MAX_INCLUDE_ROUNDS {
-        let mut next = Vec::new();
-        for include in query.include.iter().filter(|i| round == 0 || i.iterate) {
-            for found in forward(connection, tenant, snapshot, include, &frontier)? {
-                if seen.insert(found.3) && included.len() < MAX_INCLUDED {
-                    included.push(found.3);
-                    next.push((found.0, found.1, found.2));
-                }
-            }
-        }
-        for include in query.revinclude.iter().filter(|i| round == 0 || i.iterate) {
-            for found in reverse(connection, tenant, snapshot, include, &frontier)? {
-                if seen.insert(found.3) && included.len() < MAX_INCLUDED {
-                    included.push(found.3);
-                    next.push((found.0, found.1, found.2));
-                }
-            }
-        }
-        if next.is_empty() {
-            break;
-        }
-        frontier = next;
-    }
-    Ok(included)
-}
-
-type Found = (i64, String, String, u64);
-
-const VISIBLE: &str = "t.position <= ?1 AND (t.superseded_at IS NULL OR t.superseded_at > ?1)";
-
-/// Resources that `frontier` rows refer to through `include`.
-fn forward(connection: &Connection, tenant: &str, snapshot: u64, include: &Include, frontier: &[(i64, String, String)]) -> Result<Vec<Found>, IndexError> {
-    let mut out = Vec::new();
-    let sql = format!(
-        "SELECT t.row, t.resource_type, t.id, t.position FROM ix_reference ref
-         JOIN resources t ON t.tenant = ?2 AND t.resource_type = ref.target_type AND t.id = ref.target_id
-         WHERE ref.row = ?3 AND (?4 IS NULL OR ref.param = ?4) AND (?5 IS NULL OR ref.target_type = ?5) AND {VISIBLE}"
-    );
-    let mut statement = connection.prepare_cached(&sql)?;
-    for (row, resource_type, _) in frontier {
-        if include.source_type.as_ref().is_some_and(|source| source != resource_type) {
-            continue;
-        }
-        let rows = statement.query_map(
-            rusqlite::params![snapshot as i64, tenant, row, include.param, include.target_type],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, i64>(3)? as u64)),
-        )?;
-        for found in rows {
-            out.push(found?);
-        }
-    }
-    Ok(out)
-}
-
-/// Resources of `include.source_type` that refer to `frontier` resources through `include.param`.
-fn reverse(connection: &Connection, tenant: &str, snapshot: u64, include: &Include, frontier: &[(i64, String, String)]) -> Result<Vec<Found>, IndexError> {
-    let mut out = Vec::new();
-    let sql = format!(
-        "SELECT t.row, t.resource_type, t.id, t.position FROM ix_reference ref
-         JOIN resources t ON t.row = ref.row
-         WHERE ref.target_id = ?3 AND ref.target_type = ?4 AND (?5 IS NULL OR ref.param = ?5)
-           AND (?6 IS NULL OR t.resource_type = ?6) AND t.tenant = ?2 AND {VISIBLE}"
-    );
-    let mut statement = connection.prepare_cached(&sql)?;
-    for (_, resource_type, id) in frontier {
-        if include.target_type.as_ref().is_some_and(|target| target != resource_type) {
-            continue;
-        }
-        let rows = statement.query_map(
-            rusqlite::params![snapshot as i64, tenant, id, resource_type, include.param, include.source_type],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, i64>(3)? as u64)),
-        )?;
-        for found in rows {
-            out.push(found?);
-        }
-    }
-    Ok(out)
 }
