@@ -19,6 +19,7 @@ use tokio::sync::watch;
 
 use crate::extract::for_each_extracted;
 use crate::schema::{SCHEMA_VERSION, TABLES, VALUE_INDEXES};
+use crate::sql::Planning;
 use crate::write::Writer;
 
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +63,8 @@ pub struct SearchIndex {
     checkpoint: AtomicU64,
     checkpoint_tx: watch::Sender<u64>,
     last_optimize: Mutex<Instant>,
+    /// See [`SearchIndex::set_planning`].
+    filters_only: AtomicBool,
 }
 
 fn table_exists(connection: &Connection, name: &str) -> Result<bool> {
@@ -124,6 +127,7 @@ impl SearchIndex {
             checkpoint: AtomicU64::new(checkpoint),
             checkpoint_tx,
             last_optimize: Mutex::new(Instant::now()),
+            filters_only: AtomicBool::new(false),
         })
     }
 
@@ -140,6 +144,20 @@ impl SearchIndex {
     /// [`Self::finish_build`].
     pub fn watch_checkpoint(&self) -> watch::Receiver<u64> {
         self.checkpoint_tx.subscribe()
+    }
+
+    /// How searches are planned (see [`crate::sql::plan`]); the conformance corpus also runs
+    /// with [`Planning::FiltersOnly`] to check every criterion's per-resource form.
+    pub fn set_planning(&self, planning: Planning) {
+        self.filters_only.store(planning == Planning::FiltersOnly, Ordering::Relaxed);
+    }
+
+    pub(crate) fn planning(&self) -> Planning {
+        if self.filters_only.load(Ordering::Relaxed) {
+            Planning::FiltersOnly
+        } else {
+            Planning::Auto
+        }
     }
 
     /// True while the value indexes of a build from zero are not created yet.

@@ -155,3 +155,27 @@ fn exact_token_pages() {
     assert_eq!(code_page(&index, "85354-9", 6, 0), (vec![1, 4], true), "any system");
     assert_eq!(code_page(&index, "85354-9", 6, 2), (vec![5], false));
 }
+
+/// A code most resources have (more than a probe counts) is read by scanning the type in row
+/// order; a total still counts every match.
+#[test]
+fn a_dense_code_pages_by_scanning() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = SearchIndex::open(&dir.path().join("search.db")).unwrap();
+    let events: Vec<Event> = (1..=1500u64)
+        .map(|position| {
+            let mut event = observation(position, &format!("o{position}"), json!([{"system": "http://loinc.org", "code": "x"}]));
+            let status = if position % 3 == 0 { "amended" } else { "final" };
+            event.body = Bytes::from(json!({"resourceType": "Observation", "id": format!("o{position}"), "status": status}).to_string());
+            event
+        })
+        .collect();
+    index.apply(&events).unwrap();
+    index.finish_build().unwrap();
+    let params = [("status".to_string(), "final".to_string()), ("_count".to_string(), "4".to_string()), ("_total".to_string(), "accurate".to_string())];
+    let query = parse_search(vec!["Observation".to_string()], &params, true).expect("query");
+    let first = index.search(TENANT, &query, PageRequest { snapshot: 1500, offset: 0 }).expect("search");
+    assert_eq!((first.matches, first.total, first.has_next), (vec![1, 2, 4, 5], Some(1000), true));
+    let last = index.search(TENANT, &query, PageRequest { snapshot: 1500, offset: 996 }).expect("search");
+    assert_eq!((last.matches, last.has_next), (vec![1495, 1496, 1498, 1499], false));
+}

@@ -16,10 +16,27 @@ use crate::schema::table_for;
 pub(super) enum Role {
     Driver,
     Filter,
+    /// The driver's row set alone (`SELECT row FROM ... WHERE ...`), to count how many rows it
+    /// lists before choosing it (see [`super::choose_driver`]).
+    Probe,
 }
 
-/// How well a criterion drives a search (lower first), or `None` when it cannot: a negation or
-/// a condition on the resource row itself only filters.
+/// Whether a criterion's row set can be probed ([`Role::Probe`]) at a cost bounded by the
+/// probe's limit: values found by equality or prefix in a value index (every entry read is a
+/// match), not ranges or substrings (which may read many entries to find few matches).
+pub(super) fn probes(path: &ParamPath, values: &[SearchValue]) -> bool {
+    match path {
+        ParamPath::Direct { param, .. } => {
+            param.kind != SearchParamType::Composite && driver_rank(path, values).is_some_and(|rank| (1..=2).contains(&rank))
+        }
+        ParamPath::Chain { .. } | ParamPath::Has { .. } => false,
+    }
+}
+
+/// How well a criterion usually drives a search (lower first), or `None` when it cannot: a
+/// negation or a condition on the resource row itself only filters. A reference to one resource
+/// usually lists fewer rows than a code (codes such as `status` or `category` take few values),
+/// and ranges and partial matches the most.
 pub(super) fn driver_rank(path: &ParamPath, values: &[SearchValue]) -> Option<u8> {
     match path {
         ParamPath::Direct { param, modifier } => {
@@ -33,12 +50,13 @@ pub(super) fn driver_rank(path: &ParamPath, values: &[SearchValue]) -> Option<u8
                 (_, Some(Modifier::Not | Modifier::NotIn)) => None,
                 (_, Some(Modifier::Contains | Modifier::Text | Modifier::Above | Modifier::Below | Modifier::In)) => Some(4),
                 _ => match param.kind {
+                    SearchParamType::Reference => Some(1),
                     SearchParamType::Date | SearchParamType::Number | SearchParamType::Quantity => Some(4),
-                    _ => Some(1),
+                    _ => Some(2),
                 },
             }
         }
-        ParamPath::Chain { next, .. } => driver_rank(next, values).map(|rank| rank.max(2)),
+        ParamPath::Chain { next, .. } => driver_rank(next, values).map(|rank| rank.max(3)),
         ParamPath::Has { .. } => Some(5),
     }
 }
@@ -70,12 +88,24 @@ pub(super) fn stream_sql(sql: &mut Sql, alias: &str, path: &ParamPath, values: &
     value_sql(sql, alias, param.kind, None, value)
 }
 
+/// How a row set's value columns are named in its conditions: as they are, or, in a filter,
+/// behind a unary `+` (`+v1.code = ?`), which keeps SQLite from reading the value index for
+/// them. A filter reads one resource's values by key (`row`, `param`); the value index would
+/// list every resource with the value (all the references to one patient) to find this one.
+fn compared(alias: &str, role: Role) -> String {
+    match role {
+        Role::Filter => format!("+{alias}"),
+        Role::Driver | Role::Probe => alias.to_string(),
+    }
+}
+
 /// Opens a row set: `alias.row IN (SELECT <row> ` or `EXISTS (SELECT 1 `.
 fn open(sql: &mut Sql, alias: &str, role: Role, negate: bool, row: &str) {
     let not = if negate { "NOT " } else { "" };
     match role {
         Role::Driver => sql.push(&format!("{alias}.row {not}IN (SELECT {row} ")),
         Role::Filter => sql.push(&format!("{not}EXISTS (SELECT 1 ")),
+        Role::Probe => sql.push(&format!("SELECT {row} ")),
     }
 }
 
@@ -84,6 +114,7 @@ fn close(sql: &mut Sql, alias: &str, role: Role, row: &str) {
     match role {
         Role::Driver => sql.push(")"),
         Role::Filter => sql.push(&format!(" AND {row} = {alias}.row)")),
+        Role::Probe => {}
     }
 }
 
@@ -121,7 +152,7 @@ fn chain_sql(
     let row = format!("{reference}.row");
     open(sql, alias, role, false, &row);
     match role {
-        Role::Driver => {
+        Role::Driver | Role::Probe => {
             // The targets drive (CROSS JOIN keeps them outside), found by row when `next` can.
             let inner = if drives_by_row(next, values) { Role::Driver } else { Role::Filter };
             let hint = if inner == Role::Driver { "+" } else { "" };
@@ -139,7 +170,8 @@ fn chain_sql(
             sql.arg(via.code.clone());
         }
         Role::Filter => {
-            sql.push(&format!("FROM ix_reference {reference} JOIN resources {target} ON {target}.tenant = "));
+            // This resource's references first (by key), then their targets.
+            sql.push(&format!("FROM ix_reference {reference} CROSS JOIN resources {target} ON {target}.tenant = "));
             sql.arg(tenant.to_string());
             sql.push(&format!(
                 " AND {target}.resource_type = {reference}.target_type AND {target}.id = {reference}.target_id WHERE {reference}.param = "
@@ -174,7 +206,7 @@ fn has_sql(
     };
     let hint = if inner == Role::Driver { "+" } else { "" };
     match role {
-        Role::Driver => sql.push(&format!(
+        Role::Driver | Role::Probe => sql.push(&format!(
             "({alias}.resource_type, {alias}.id) IN (SELECT {reference}.target_type, {reference}.target_id FROM resources {source} \
              CROSS JOIN ix_reference {reference} WHERE {reference}.row = {source}.row AND "
         )),
@@ -231,7 +263,7 @@ fn direct_sql(sql: &mut Sql, alias: &str, param: &ParamRef, modifier: Option<&Mo
         if index > 0 {
             sql.push(" OR ");
         }
-        value_sql(sql, &inner, param.kind, modifier, value)?;
+        value_sql(sql, &compared(&inner, role), param.kind, modifier, value)?;
     }
     sql.push(")");
     close(sql, alias, role, &row);
@@ -343,7 +375,9 @@ fn composite_sql(sql: &mut Sql, alias: &str, param: &ParamRef, values: &[SearchV
         sql.arg(format!("{}$0", param.code));
         for ((kind, component), part) in kinds.iter().zip(&components).zip(parts) {
             sql.push(" AND ");
-            value_sql(sql, component, *kind, None, part)?;
+            // Only the first component of a driver is looked up by value; the others by key.
+            let role = if component == first { role } else { Role::Filter };
+            value_sql(sql, &compared(component, role), *kind, None, part)?;
         }
         close(sql, alias, role, &row);
     }

@@ -6,10 +6,11 @@
 //! from reading the resources through their type index when a criterion drives), so it does not
 //! hinge on the planner's statistics.
 //!
-//! Layout: [`criteria`] (one criterion: direct, chain, `_has`, composite, `:missing`),
-//! [`value`] (one searched value against one stored value).
+//! Layout: [`plan`] (which criterion drives), [`criteria`] (one criterion: direct, chain,
+//! `_has`, composite, `:missing`), [`value`] (one searched value against one stored value).
 
 mod criteria;
+pub mod plan;
 mod value;
 
 use fhir_core::definitions::SearchParamType;
@@ -17,7 +18,8 @@ use fhir_core::search::{SearchQuery, SortKey};
 use rusqlite::types::Value;
 
 use crate::schema::table_for;
-use criteria::{driver_rank, drives_by_row, path_sql, stream_sql, streams_in_row_order, Role};
+use criteria::{drives_by_row, path_sql, stream_sql, streams_in_row_order, Role};
+pub use plan::{choose_driver, Planning};
 
 /// SQL text with its positional arguments.
 #[derive(Default)]
@@ -59,12 +61,14 @@ fn visible(sql: &mut Sql, alias: &str, snapshot: u64) {
     sql.push("))");
 }
 
-/// What a search reads: for its total (every match, any order) or for a page (matches in row
-/// order, or sorted).
+/// What a search reads: for its total (every match, any order), for a page (matches in row
+/// order, or sorted), or the first [`plan::SAMPLE`] resources of its types (to see how dense
+/// the matches are).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Shape {
     Count,
     Page,
+    Sample,
 }
 
 /// The `FROM ... WHERE ...` of a search, and the column whose order is the matches' row order.
@@ -73,20 +77,13 @@ pub struct Filter {
     pub row: &'static str,
 }
 
-/// `FROM resources r WHERE ...` for the query's types and criteria, at `snapshot`.
+/// `FROM resources r WHERE ...` for the query's types and criteria, at `snapshot`, with
+/// `driver` (from [`choose_driver`]) listing the candidate rows.
 ///
 /// A page in row order whose driver is one exact token (`code=system|code`, which a resource
 /// holds at most once) reads the value index and joins the resources as it goes, so it stops
 /// after the page instead of first listing every match.
-pub fn from_where(query: &SearchQuery, tenant: &str, snapshot: u64, shape: Shape) -> Result<Filter> {
-    // The best driver; the first of equals, so that the client's order breaks ties.
-    let driver = query
-        .criteria
-        .iter()
-        .enumerate()
-        .filter_map(|(index, criterion)| driver_rank(&criterion.path, &criterion.values).map(|rank| (rank, index)))
-        .min()
-        .map(|(_, index)| index);
+pub fn from_where(query: &SearchQuery, tenant: &str, snapshot: u64, shape: Shape, driver: Option<usize>) -> Result<Filter> {
     let streamed = driver.filter(|index| {
         shape == Shape::Page && query.sort.is_empty() && streams_in_row_order(&query.criteria[*index].path, &query.criteria[*index].values)
     });
@@ -102,6 +99,19 @@ pub fn from_where(query: &SearchQuery, tenant: &str, snapshot: u64, shape: Shape
             stream_sql(&mut sql, "d", &criterion.path, &criterion.values)?;
             sql.push(" AND r.row = d.row AND ");
             "d.row"
+        }
+        None if shape == Shape::Sample => {
+            sql.push(" FROM (SELECT * FROM resources WHERE tenant = ");
+            sql.arg(tenant.to_string());
+            sql.push(" AND resource_type IN (");
+            for (index, resource_type) in query.types.iter().enumerate() {
+                if index > 0 {
+                    sql.push(", ");
+                }
+                sql.arg(resource_type.clone());
+            }
+            sql.push(&format!(") ORDER BY row LIMIT {}) r WHERE ", plan::SAMPLE));
+            "r.row"
         }
         None => {
             sql.push(" FROM resources r WHERE ");
