@@ -25,12 +25,18 @@ pub(super) enum Role {
 /// probe's limit: values found by equality or prefix in a value index (every entry read is a
 /// match), not ranges or substrings (which may read many entries to find few matches).
 pub(super) fn probes(path: &ParamPath, values: &[SearchValue]) -> bool {
-    match path {
-        ParamPath::Direct { param, .. } => {
-            param.kind != SearchParamType::Composite && driver_rank(path, values).is_some_and(|rank| (1..=2).contains(&rank))
-        }
-        ParamPath::Chain { .. } | ParamPath::Has { .. } => false,
+    let ParamPath::Direct { param, .. } = path else { return false };
+    if !driver_rank(path, values).is_some_and(|rank| (1..=2).contains(&rank)) {
+        return false;
     }
+    // Each value must be found from the front of its value index: a code (not only a system),
+    // a reference by id (not by URL), a string or a URI.
+    values.iter().all(|value| match (param.kind, value) {
+        (_, SearchValue::Token { code, .. }) => code.is_some(),
+        (_, SearchValue::Reference(reference)) => reference.id.is_some() && reference.url.is_none(),
+        (SearchParamType::String | SearchParamType::Uri, SearchValue::Text(_)) | (_, SearchValue::OfType { .. }) => true,
+        _ => false,
+    })
 }
 
 /// How well a criterion usually drives a search (lower first), or `None` when it cannot: a
