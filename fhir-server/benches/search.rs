@@ -36,6 +36,11 @@ use serde_json::{Map, Value};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
+// The allocator of the fhir-server binary, so that the projector measured in this process runs
+// as it does in the server.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const BINARY: &str = env!("CARGO_BIN_EXE_fhir-server");
 const SYNTHEA_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/synthea");
 const TENANT: &str = "default";
