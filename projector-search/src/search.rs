@@ -1,5 +1,5 @@
 //! Running a search on the index: the page of matches at a snapshot, the total when asked, and
-//! the `_include` / `_revinclude` resources ([`crate::include`]). Results are log positions;
+//! the `_include` / `_revinclude` resources (`include`). Results are log positions;
 //! the caller reads the bodies from the log.
 
 use fhir_core::search::{SearchQuery, Total};

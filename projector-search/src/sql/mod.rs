@@ -1,13 +1,19 @@
 //! Turns the typed [`SearchQuery`] into SQL over the index tables, at the search's snapshot.
 //!
-//! The query's most selective criterion *drives*: its matching rows come from a value index in
-//! row order and the resources are looked up by row; every other criterion is tested per
-//! candidate (see [`criteria`]). The plan is set by the SQL's shape (a unary `+` keeps SQLite
-//! from reading the resources through their type index when a criterion drives), so it does not
-//! hinge on the planner's statistics.
+//! A search is read one of three ways, chosen per query ([`plan`]):
+//! - *driven* by its most selective criterion: its matching rows are listed from a value index
+//!   and the resources looked up by row; every other criterion is tested per candidate
+//!   (`criteria`);
+//! - *streamed*, for a page driven by one exact token: the token's value index is read in row
+//!   order and joined to the resources as it goes, so the page stops once full;
+//! - *scanned*, for a page of a code most resources have: the types' resources in row order,
+//!   every criterion tested on each.
 //!
-//! Layout: [`plan`] (which criterion drives), [`criteria`] (one criterion: direct, chain,
-//! `_has`, composite, `:missing`), [`value`] (one searched value against one stored value).
+//! The SQL's shape fixes the plan (a unary `+` keeps SQLite off an index, `CROSS JOIN` fixes the
+//! join order), so it does not hinge on the planner's statistics.
+//!
+//! Layout: [`plan`] (which criterion drives), `criteria` (one criterion: direct, chain,
+//! `_has`, composite, `:missing`), `value` (one searched value against one stored value).
 
 mod criteria;
 pub mod plan;

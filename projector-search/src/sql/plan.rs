@@ -3,13 +3,13 @@
 //! `_id` drives when given. Otherwise each criterion found by equality or prefix in a value
 //! index is probed (its rows counted up to [`PROBE_LIMIT`], which reads at most that many index
 //! entries); the one listing the fewest drives, ties (and criteria not probed: ranges,
-//! substrings, chains) going by their usual selectivity ([`driver_rank`]).
+//! substrings, chains) going by their usual selectivity (`driver_rank`).
 //!
 //! A page in row order whose best criterion is a code that still lists that many
 //! (`Observation?status=final`) may do better without a driver: reading the types' resources in
 //! row order and testing every criterion on each stops once the page is full, if matches are
 //! dense enough. The first [`SAMPLE`] resources of the types tell: if at least one in
-//! [`DENSE_SHARE`] of them matches, the search scans. A total or a sorted page needs every
+//! `DENSE_SHARE` of them matches, the search scans. A total or a sorted page needs every
 //! match, so it always drives.
 
 use fhir_core::search::SearchQuery;
