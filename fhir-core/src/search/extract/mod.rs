@@ -4,7 +4,7 @@
 //! Period is its range; a reference is its type and id, its URL, and its identifier).
 //!
 //! Each parameter's expression is reduced per resource type to the part that can give values
-//! there ([`plan`]), and skipped on a resource that lacks every element it navigates from.
+//! there (`plan`), and skipped on a resource that lacks every element it navigates from.
 //! Repeated values of one parameter are stored once, and a composite occurrence only when each
 //! of its components has a value.
 
