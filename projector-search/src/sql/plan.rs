@@ -55,6 +55,14 @@ pub fn choose_driver(
     if let Some((0, index)) = ranked.iter().min() {
         return Ok(Some(*index));
     }
+    let may_scan = shape == Shape::Page && query.sort.is_empty() && !query.types.is_empty();
+    if let [(_, index)] = ranked.as_slice() {
+        // Nothing to compare it with, and a scan cannot beat it: it drives without a probe.
+        let criterion = &query.criteria[*index];
+        if !may_scan || streams_in_row_order(&criterion.path, &criterion.values) {
+            return Ok(Some(*index));
+        }
+    }
     // (rows listed, rank, position in the query): the least wins. A criterion that cannot be
     // probed cheaply counts as unselective.
     let mut best: Option<(usize, u8, usize)> = None;
@@ -81,7 +89,7 @@ pub fn choose_driver(
     // Sampled: a code listing many rows (a reference to one resource rarely is dense; a page
     // driven by an exact token already stops once full, see `from_where`).
     let sampled = best_probed && rows >= PROBE_LIMIT && rank >= 2 && !streams_in_row_order(&criterion.path, &criterion.values);
-    if sampled && shape == Shape::Page && query.sort.is_empty() && !query.types.is_empty() {
+    if sampled && may_scan {
         let sample = from_where(query, tenant, snapshot, Shape::Sample, None)?;
         let mut sql = sample.sql;
         sql.text = format!("SELECT count(*){}", sql.text);
