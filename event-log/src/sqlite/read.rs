@@ -127,12 +127,16 @@ pub(crate) fn read_from(connection: &Connection, after: u64, limit: usize) -> Re
 const TRANSACTION_TAIL_CHUNK: i64 = 256;
 
 pub(crate) fn read_positions(connection: &Connection, positions: &[u64]) -> Result<Vec<Event>> {
+    // One read transaction for all of them: one snapshot and one lock, not one per position.
+    let transaction = connection.unchecked_transaction()?;
     let mut statement =
-        connection.prepare_cached(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE position = ?1"))?;
+        transaction.prepare_cached(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE position = ?1"))?;
     let mut events = Vec::with_capacity(positions.len());
     for &position in positions {
         let Ok(position) = to_i64(position, "position") else { continue };
         events.extend(collect(&mut statement, [position])?);
     }
+    drop(statement);
+    transaction.finish()?;
     Ok(events)
 }
