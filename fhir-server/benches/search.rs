@@ -17,9 +17,11 @@
 //! every `urn:uuid` reference in the bundle becomes `Type/id`, and each bundle is one atomic
 //! append of version-1 creates stamped like the API stamps them.
 
+mod support;
+
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,6 +36,7 @@ use projector_history::HistoryStore;
 use projector_search::SearchIndex;
 use serde_json::{Map, Value};
 use tokio::net::TcpStream;
+use support::{bundle_files, free_port, rate, synthea_bundles, Server, BINARY};
 use tokio::sync::watch;
 
 // The allocator of the fhir-server binary, so that the projector measured in this process runs
@@ -41,8 +44,6 @@ use tokio::sync::watch;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const BINARY: &str = env!("CARGO_BIN_EXE_fhir-server");
-const SYNTHEA_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/synthea");
 const TENANT: &str = "default";
 const LOINC: &str = "http://loinc.org";
 
@@ -69,34 +70,6 @@ fn settings() -> Settings {
         }
     }
     settings
-}
-
-/// Runs `scripts/synthea`, which generates the bundles once and prints their directory.
-fn synthea_bundles(patients: usize, seed: u64) -> PathBuf {
-    let started = Instant::now();
-    let output = Command::new("bash")
-        .arg(SYNTHEA_SCRIPT)
-        .arg(patients.to_string())
-        .arg(seed.to_string())
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("cannot run scripts/synthea");
-    assert!(output.status.success(), "scripts/synthea failed: {}", output.status);
-    let directory = PathBuf::from(String::from_utf8(output.stdout).expect("utf-8 path").trim());
-    if started.elapsed() > Duration::from_secs(5) {
-        println!("generated {patients} Synthea patients in {:.0} s", started.elapsed().as_secs_f64());
-    }
-    directory
-}
-
-fn bundle_files(directory: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(directory)
-        .expect("cannot list the Synthea directory")
-        .map(|entry| entry.expect("directory entry").path())
-        .filter(|path| path.extension().is_some_and(|extension| extension == "json"))
-        .collect();
-    files.sort();
-    files
 }
 
 /// What loading saw, and the real values the queries use.
@@ -283,20 +256,6 @@ async fn project_from_zero<P: event_log::tail::Projection>(projection: Arc<P>, l
     let _ = stop.send(true);
     let _ = task.await;
     elapsed
-}
-
-fn rate(count: usize, elapsed: Duration) -> f64 {
-    count as f64 / elapsed.as_secs_f64().max(1e-9)
-}
-
-/// Kills the server when the benchmark ends, however it ends.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// One keep-alive HTTP/1.1 connection.
@@ -504,17 +463,9 @@ fn main() {
         patient.id, patient.entries, family_count, common_code, common_count
     );
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("address").port();
+    let port = free_port();
     let address = format!("127.0.0.1:{port}");
-    let server = Server(
-        Command::new(BINARY)
-            .args(["--data", data_dir.to_str().expect("utf-8 path"), "serve", "--listen", &address])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start fhir-server"),
-    );
+    let server = Server::start(&data_dir, port, &[]);
 
     let queries: Vec<(&str, String)> = vec![
         ("Patient?name", format!("/fhir/Patient?name={}", encode(&family))),

@@ -5,8 +5,9 @@
 //! 2. Conditional references (`Patient?identifier=...`) resolved to exactly one match.
 //! 3. References rewritten everywhere, then each write decided against its stream's head
 //!    (`ifMatch`, patches applied, every resource validated).
-//! 4. One append with every stream's expected version: all or nothing. A lost race with a plain
-//!    write retries from step 1; with `ifMatch` it is 412.
+//! 4. One append with every stream's expected version: all or nothing. When another writer got
+//!    to one of the resources first, that entry alone is decided again on the new head and the
+//!    append retried (with `ifMatch` it is 412 instead).
 //!
 //! Conditional criteria are locked (the same locks as the single conditional operations) from
 //! step 1 until the append, so concurrent conditional creates never duplicate. Reads (GET/HEAD)
@@ -35,8 +36,8 @@ use crate::patch::PatchDocument;
 use crate::resource::{stamp, validate_value, Resource};
 use crate::state::AppState;
 
-/// How many times a transaction is re-planned after losing a race with another writer.
-const MAX_ATTEMPTS: usize = 8;
+/// How many times a transaction re-decides a write after losing a race for its resource.
+const MAX_CONFLICTS: usize = 64;
 /// Stream heads read at once.
 const HEAD_READS: usize = 16;
 
@@ -62,17 +63,6 @@ struct Write {
     status: StatusCode,
 }
 
-enum Failure {
-    Retry,
-    Failed(ApiError),
-}
-
-impl From<ApiError> for Failure {
-    fn from(error: ApiError) -> Self {
-        Failure::Failed(error)
-    }
-}
-
 pub async fn run(state: &Arc<AppState>, context: &RequestContext, entries: Vec<BundleEntry>) -> ApiResult<Response> {
     let mut lock_keys: Vec<String> = entries
         .iter()
@@ -88,15 +78,7 @@ pub async fn run(state: &Arc<AppState>, context: &RequestContext, entries: Vec<B
     for key in lock_keys {
         guards.push(state.conditional_locks.lock(key).await);
     }
-    let mut attempts = 0;
-    let mut results = loop {
-        match attempt(state, context, &entries).await {
-            Ok(results) => break results,
-            Err(Failure::Retry) if attempts + 1 < MAX_ATTEMPTS => attempts += 1,
-            Err(Failure::Retry) => return Err(ApiError::Conflict("the transaction's resources are being changed by many requests at once; retry".into())),
-            Err(Failure::Failed(error)) => return Err(error),
-        }
-    };
+    let mut results = commit(state, context, &entries).await?;
     drop(guards);
     if entries.iter().any(|entry| entry.method.is_read()) {
         let router = crate::handlers::routes(state.clone());
@@ -111,8 +93,8 @@ pub async fn run(state: &Arc<AppState>, context: &RequestContext, entries: Vec<B
     render(BundleKind::Transaction, &results, context.pretty)
 }
 
-/// Plans and appends the transaction once.
-async fn attempt(state: &AppState, context: &RequestContext, entries: &[BundleEntry]) -> Result<Vec<EntryResult>, Failure> {
+/// Plans the transaction and appends it.
+async fn commit(state: &AppState, context: &RequestContext, entries: &[BundleEntry]) -> ApiResult<Vec<EntryResult>> {
     let identities = resolve_identities(state, &context.tenant, entries).await?;
     let mut names: HashMap<String, String> = HashMap::new();
     for (entry, identity) in entries.iter().zip(&identities) {
@@ -126,34 +108,53 @@ async fn attempt(state: &AppState, context: &RequestContext, entries: &[BundleEn
         }
     }
     resolve_conditional_references(state, &context.tenant, entries, &mut names).await?;
-    let writes = decide(state, entries, &identities, &names).await?;
+    let mut writes = decide(state, entries, &identities, &names).await?;
     let recorded_at = fhir_core::instant::now();
-    let mut events = Vec::with_capacity(writes.len());
-    let mut bodies = Vec::with_capacity(writes.len());
-    for write in &writes {
-        let body = match &write.resource {
-            Some(resource) => stamp(resource.clone(), &write.key.id, write.expected.next_version(), recorded_at)?,
-            None => Bytes::new(),
+    let mut events = writes.iter().map(|write| event_of(write, recorded_at)).collect::<ApiResult<Vec<NewEvent>>>()?;
+    let transaction_id = uuid::Uuid::new_v4().to_string();
+    let mut conflicts = 0;
+    while !events.is_empty() {
+        let batch = AppendBatch { transaction_id: transaction_id.clone(), actor: "anonymous".into(), recorded_at, events: events.clone() };
+        let key = match state.log.append(batch).await {
+            Ok(_) => break,
+            Err(LogError::Conflict { key, .. }) => key,
+            Err(other) => return Err(other.into()),
         };
-        bodies.push(body.clone());
-        events.push(NewEvent { key: write.key.clone(), expected: write.expected, operation: write.operation, body });
-    }
-    if !events.is_empty() {
-        let batch = AppendBatch { transaction_id: uuid::Uuid::new_v4().to_string(), actor: "anonymous".into(), recorded_at, events };
-        match state.log.append(batch).await {
-            Ok(_) => {}
-            Err(LogError::Conflict { key, .. }) => {
-                let pinned = writes.iter().find(|write| write.key == key).filter(|write| entries[write.entry].if_match.is_some());
-                return Err(match pinned {
-                    Some(write) => Failure::Failed(
-                        ApiError::PreconditionFailed("the resource changed after the ifMatch version".into()).at_entry(write.entry),
-                    ),
-                    None => Failure::Retry,
-                });
-            }
-            Err(other) => return Err(Failure::Failed(other.into())),
+        // Another writer changed resources since their heads were read. Only those entries'
+        // decisions depend on the heads: decide them again on the new ones, unless the client
+        // pinned the version.
+        let pinned = writes.iter().find(|write| write.key == key).map(|write| &entries[write.entry]).filter(|entry| entry.if_match.is_some());
+        if let Some(entry) = pinned {
+            return Err(ApiError::PreconditionFailed("the resource changed after the ifMatch version".into()).at_entry(entry.index));
         }
+        conflicts += 1;
+        if conflicts > MAX_CONFLICTS {
+            return Err(ApiError::Conflict("the transaction's resources are being changed by many requests at once; retry".into()));
+        }
+        let mut redecided = Vec::with_capacity(writes.len());
+        let mut reevented = Vec::with_capacity(writes.len());
+        for (write, event) in writes.into_iter().zip(events) {
+            let stale = write.expected != ExpectedVersion::NoStream || write.key == key;
+            let latest = if stale { state.log.read_latest(&write.key).await? } else { None };
+            let current = latest.as_ref().map_or(ExpectedVersion::NoStream, |event| ExpectedVersion::Exactly(event.version));
+            if current == write.expected {
+                redecided.push(write);
+                reevented.push(event);
+                continue;
+            }
+            let entry = &entries[write.entry];
+            if entry.if_match.is_some() {
+                return Err(ApiError::PreconditionFailed("the resource changed after the ifMatch version".into()).at_entry(entry.index));
+            }
+            if let Some(write) = decide_one(state, entry, &write.key, false, latest.as_ref(), &names).map_err(|error| error.at_entry(entry.index))? {
+                reevented.push(event_of(&write, recorded_at)?);
+                redecided.push(write);
+            }
+        }
+        writes = redecided;
+        events = reevented;
     }
+    let bodies: Vec<Bytes> = events.into_iter().map(|event| event.body).collect();
     let mut results: Vec<Option<EntryResult>> = (0..entries.len()).map(|_| None).collect();
     for (write, body) in writes.iter().zip(bodies) {
         let version = write.expected.next_version();
@@ -172,6 +173,15 @@ async fn attempt(state: &AppState, context: &RequestContext, entries: &[BundleEn
     }
     // A write that decided to do nothing (deleting a deleted resource).
     Ok(results.into_iter().map(|result| result.unwrap_or_else(nothing)).collect())
+}
+
+/// The event of one write, its resource stamped with the new version and the commit time.
+fn event_of(write: &Write, recorded_at: time::OffsetDateTime) -> ApiResult<NewEvent> {
+    let body = match &write.resource {
+        Some(resource) => stamp(resource.clone(), &write.key.id, write.expected.next_version(), recorded_at)?,
+        None => Bytes::new(),
+    };
+    Ok(NewEvent { key: write.key.clone(), expected: write.expected, operation: write.operation, body })
 }
 
 fn nothing() -> EntryResult {
