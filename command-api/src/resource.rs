@@ -52,6 +52,24 @@ pub fn validate_value(resource: &Value, unprocessable: bool) -> ApiResult<()> {
     Ok(())
 }
 
+/// Whether `resource` says the same as the stored body `stored`, apart from what the server stamps
+/// (`id`, `meta.versionId`, `meta.lastUpdated`): an update that changes nothing writes nothing.
+pub fn same_content(resource: &Resource, stored: &[u8]) -> bool {
+    let Ok(Value::Object(mut stored)) = serde_json::from_slice::<Value>(stored) else { return false };
+    let mut resource = resource.clone();
+    for map in [&mut resource, &mut stored] {
+        map.remove("id");
+        if let Some(Value::Object(meta)) = map.get_mut("meta") {
+            meta.remove("versionId");
+            meta.remove("lastUpdated");
+            if meta.is_empty() {
+                map.remove("meta");
+            }
+        }
+    }
+    resource == stored
+}
+
 /// Serializes a resource with its server-assigned `id`, `meta.versionId` and `meta.lastUpdated`,
 /// keeping `resourceType`, `id` and `meta` first and the rest in the client's order.
 pub fn stamp(mut resource: Resource, id: &str, version: u64, recorded_at: OffsetDateTime) -> ApiResult<Bytes> {

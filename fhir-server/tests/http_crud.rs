@@ -61,12 +61,14 @@ async fn if_match_guards_updates() {
     let created = server.create(patient("Guarded")).await;
     let id = created["id"].as_str().unwrap().to_string();
     let put = |tag: &'static str| {
+        let mut changed = created.clone();
+        changed["active"] = json!(false);
         server
             .client
             .put(server.url(&format!("Patient/{id}")))
             .header("content-type", "application/fhir+json")
             .header("if-match", tag)
-            .body(created.to_string())
+            .body(changed.to_string())
     };
     let ok = put("W/\"1\"").send().await.unwrap();
     assert_eq!(ok.status(), 200);
@@ -232,6 +234,21 @@ async fn fhirpath_patch() {
 }
 
 #[tokio::test]
+async fn an_update_that_changes_nothing_writes_nothing() {
+    let server = TestServer::start().await;
+    let created = server.create(patient("Same")).await;
+    let path = format!("Patient/{}", created["id"].as_str().unwrap());
+    let same = json_with_status(server.put_json(&path, &created).await, 200).await;
+    assert_eq!(same["meta"]["versionId"], "1");
+    assert_eq!(same["meta"]["lastUpdated"], created["meta"]["lastUpdated"]);
+    let mut changed = created.clone();
+    changed["active"] = json!(false);
+    let changed = json_with_status(server.put_json(&path, &changed).await, 200).await;
+    assert_eq!(changed["meta"]["versionId"], "2");
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn conditional_reads() {
     let server = TestServer::start().await;
     let created = server.create(patient("Cached")).await;
@@ -316,15 +333,17 @@ async fn concurrent_if_match_updates_never_lose_one() {
     let created = server.create(patient("Contended")).await;
     let id = created["id"].as_str().unwrap().to_string();
     let mut tasks = Vec::new();
-    for _ in 0..16 {
+    for writer in 0..16 {
         let server = server.clone();
         let id = id.clone();
         tasks.push(tokio::spawn(async move {
             let mut won = Vec::new();
-            for _ in 0..10 {
+            for round in 0..10 {
                 let current = server.get(&format!("Patient/{id}")).await;
                 let etag = current.headers()["etag"].to_str().unwrap().to_string();
-                let body: serde_json::Value = current.json().await.unwrap();
+                let mut body: serde_json::Value = current.json().await.unwrap();
+                // A change every time: an update that changes nothing writes no version.
+                body["name"][0]["given"] = json!([format!("W{writer}R{round}")]);
                 let response = server
                     .client
                     .put(server.url(&format!("Patient/{id}")))

@@ -80,6 +80,8 @@ async fn import_reports_failures_and_never_duplicates() {
     assert_eq!(total(&server, "Observation?_summary=count").await, 2);
     assert_eq!(total(&server, "Patient?family=Line&_summary=count").await, 3);
     assert_eq!(total(&server, "Patient?family=Never&_summary=count").await, 0, "a failed transaction leaves nothing");
+    let line = json_with_status(server.get("Patient/line-2").await, 200).await;
+    assert_eq!(line["meta"]["versionId"], "1", "sending the same resource again wrote no new version");
     let observation: Value = json_with_status(server.get("Observation?_count=1").await, 200).await;
     assert_eq!(observation["entry"][0]["resource"]["subject"]["reference"], "Patient/11111111-2222-4333-8444-555555555555");
 

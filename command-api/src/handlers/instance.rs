@@ -16,7 +16,7 @@ use serde_json::Value;
 use super::{instance_key, FhirPath};
 use crate::error::{ApiError, ApiResult};
 use crate::negotiate::{read_resource_body, PreferReturn, RequestContext};
-use crate::resource::{parse_resource, validate, Resource};
+use crate::resource::{parse_resource, same_content, validate, Resource};
 use crate::respond::{fhir_json_response, parse_etag, prettify, shape, with_version_headers};
 use crate::patch::PatchDocument;
 use crate::state::AppState;
@@ -125,10 +125,13 @@ pub async fn update_resource(state: &AppState, context: &RequestContext, key: &S
     validate(&resource, false)?;
     let update_create = state.config.update_create && allow_create;
     let written = write_with_retry(state, key, if_match(context)?, |latest| {
-        if latest.is_none() && !update_create {
-            return Err(ApiError::MethodNotAllowed("this server does not let PUT create resources with client-chosen ids".into()));
+        match latest {
+            None if !update_create => {
+                Err(ApiError::MethodNotAllowed("this server does not let PUT create resources with client-chosen ids".into()))
+            }
+            Some(event) if event.operation != Operation::Delete && same_content(&resource, &event.body) => Ok(Plan::Nothing),
+            _ => Ok(Plan::Put(resource.clone())),
         }
-        Ok(Plan::Put(resource.clone()))
     })
     .await?;
     Ok(write_response(context, &key.resource_type, &key.id, written))

@@ -4,7 +4,8 @@
 //!    conditional URLs and `ifNoneExist` resolved by search, every fullUrl mapped to `Type/id`.
 //! 2. Conditional references (`Patient?identifier=...`) resolved to exactly one match.
 //! 3. References rewritten everywhere, then each write decided against its stream's head
-//!    (`ifMatch`, patches applied, every resource validated).
+//!    (`ifMatch`, patches applied, every resource validated; a PUT of what is already stored
+//!    writes nothing).
 //! 4. One append with every stream's expected version: all or nothing. When another writer got
 //!    to one of the resources first, that entry alone is decided again on the new head and the
 //!    append retried (with `ifMatch` it is 412 instead).
@@ -33,7 +34,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::handlers::conditional::{lock_key, matches};
 use crate::negotiate::{PreferReturn, RequestContext};
 use crate::patch::PatchDocument;
-use crate::resource::{stamp, validate_value, Resource};
+use crate::resource::{same_content, stamp, validate_value, Resource};
 use crate::state::AppState;
 
 /// How many times a transaction re-decides a write after losing a race for its resource.
@@ -51,6 +52,15 @@ enum Identity {
     Nothing,
     /// GET or HEAD, run after the commit.
     Read,
+}
+
+/// What an entry does once its stream's head is known.
+enum Decision {
+    Write(Write),
+    /// A PUT of what is already there: nothing is written, the current version is the answer.
+    Unchanged(Event),
+    /// Nothing to do (deleting what is deleted).
+    Nothing,
 }
 
 /// One event of the append, and how to answer for it.
@@ -108,7 +118,7 @@ async fn commit(state: &AppState, context: &RequestContext, entries: &[BundleEnt
         }
     }
     resolve_conditional_references(state, &context.tenant, entries, &mut names).await?;
-    let mut writes = decide(state, entries, &identities, &names).await?;
+    let (mut writes, mut unchanged) = decide(state, entries, &identities, &names).await?;
     let recorded_at = fhir_core::instant::now();
     let mut events = writes.iter().map(|write| event_of(write, recorded_at)).collect::<ApiResult<Vec<NewEvent>>>()?;
     let transaction_id = uuid::Uuid::new_v4().to_string();
@@ -146,9 +156,13 @@ async fn commit(state: &AppState, context: &RequestContext, entries: &[BundleEnt
             if entry.if_match.is_some() {
                 return Err(ApiError::PreconditionFailed("the resource changed after the ifMatch version".into()).at_entry(entry.index));
             }
-            if let Some(write) = decide_one(state, entry, &write.key, false, latest.as_ref(), &names).map_err(|error| error.at_entry(entry.index))? {
-                reevented.push(event_of(&write, recorded_at)?);
-                redecided.push(write);
+            match decide_one(state, entry, &write.key, false, latest.as_ref(), &names).map_err(|error| error.at_entry(entry.index))? {
+                Decision::Write(write) => {
+                    reevented.push(event_of(&write, recorded_at)?);
+                    redecided.push(write);
+                }
+                Decision::Unchanged(current) => unchanged.push((entry.index, current)),
+                Decision::Nothing => {}
             }
         }
         writes = redecided;
@@ -160,6 +174,10 @@ async fn commit(state: &AppState, context: &RequestContext, entries: &[BundleEnt
         let version = write.expected.next_version();
         let location = (write.operation != Operation::Delete).then(|| format!("{}/{}/_history/{version}", write.key.resource_type, write.key.id));
         results[write.entry] = Some(written(context, write.status, location, version, &recorded_at, body));
+    }
+    for (index, current) in unchanged {
+        let location = format!("{}/{}/_history/{}", current.key.resource_type, current.key.id, current.version);
+        results[index] = Some(written(context, StatusCode::OK, Some(location), current.version, &current.recorded_at, current.body));
     }
     for (index, identity) in identities.iter().enumerate() {
         match identity {
@@ -308,15 +326,22 @@ async fn resolve_conditional_references(
 
 /// Step 3: each write against its stream's head. Validation errors of every entry are reported
 /// together; other failures stop at the first.
-async fn decide(state: &AppState, entries: &[BundleEntry], identities: &[Identity], names: &HashMap<String, String>) -> ApiResult<Vec<Write>> {
+async fn decide(
+    state: &AppState,
+    entries: &[BundleEntry],
+    identities: &[Identity],
+    names: &HashMap<String, String>,
+) -> ApiResult<(Vec<Write>, Vec<(usize, Event)>)> {
     let heads = read_heads(state, identities).await?;
     let mut writes = Vec::new();
+    let mut unchanged = Vec::new();
     let mut invalid: Vec<Issue> = Vec::new();
     for ((entry, identity), latest) in entries.iter().zip(identities).zip(heads) {
         let Identity::Write { key, fresh } = identity else { continue };
         match decide_one(state, entry, key, *fresh, latest.as_ref(), names) {
-            Ok(Some(write)) => writes.push(write),
-            Ok(None) => {}
+            Ok(Decision::Write(write)) => writes.push(write),
+            Ok(Decision::Unchanged(current)) => unchanged.push((entry.index, current)),
+            Ok(Decision::Nothing) => {}
             Err(error @ ApiError::BadRequest(_)) if invalid.len() < 100 => invalid.extend(error.at_entry(entry.index).issues()),
             Err(error) => return Err(error.at_entry(entry.index)),
         }
@@ -324,7 +349,7 @@ async fn decide(state: &AppState, entries: &[BundleEntry], identities: &[Identit
     if !invalid.is_empty() {
         return Err(ApiError::BadRequest(invalid));
     }
-    Ok(writes)
+    Ok((writes, unchanged))
 }
 
 /// The last event of every stream the transaction writes to (none for fresh ids), a few reads
@@ -348,7 +373,7 @@ fn decide_one(
     fresh: bool,
     latest: Option<&Event>,
     names: &HashMap<String, String>,
-) -> ApiResult<Option<Write>> {
+) -> ApiResult<Decision> {
     let live = latest.filter(|event| event.operation != Operation::Delete);
     if let Some(required) = entry.if_match {
         if live.map(|event| event.version) != Some(required) {
@@ -356,13 +381,13 @@ fn decide_one(
         }
     }
     let expected = latest.map_or(ExpectedVersion::NoStream, |event| ExpectedVersion::Exactly(event.version));
-    let write = |operation, resource, status| Write { entry: entry.index, key: key.clone(), expected, operation, resource, status };
+    let write = |operation, resource, status| Decision::Write(Write { entry: entry.index, key: key.clone(), expected, operation, resource, status });
     let (resource_type, id) = (&key.resource_type, &key.id);
     Ok(match entry.method {
         Method::Delete => match (latest, live) {
             (None, _) => return Err(ApiError::NotFound(format!("{resource_type}/{id} is not known"))),
-            (Some(_), None) => None,
-            (Some(_), Some(_)) => Some(write(Operation::Delete, None, StatusCode::NO_CONTENT)),
+            (Some(_), None) => Decision::Nothing,
+            (Some(_), Some(_)) => write(Operation::Delete, None, StatusCode::NO_CONTENT),
         },
         Method::Post | Method::Put => {
             if latest.is_none() && !fresh && !state.config.update_create {
@@ -373,8 +398,11 @@ fn decide_one(
             rewrite(&mut value, names);
             validate_value(&value, false)?;
             let Value::Object(resource) = value else { unreachable!("rewrite keeps an object an object") };
-            let (operation, status) = if live.is_some() { (Operation::Update, StatusCode::OK) } else { (Operation::Create, StatusCode::CREATED) };
-            Some(write(operation, Some(resource), status))
+            match live {
+                Some(current) if same_content(&resource, &current.body) => Decision::Unchanged(current.clone()),
+                Some(_) => write(Operation::Update, Some(resource), StatusCode::OK),
+                None => write(Operation::Create, Some(resource), StatusCode::CREATED),
+            }
         }
         Method::Patch => {
             let current = match latest {
@@ -386,8 +414,8 @@ fn decide_one(
             };
             let patch = PatchDocument::from_resource(entry.resource.as_ref().ok_or_else(|| ApiError::invalid("the entry has no patch"))?)?;
             let patched = patch.patched(&current.body, resource_type, id)?;
-            Some(write(Operation::Update, Some(patched), StatusCode::OK))
+            write(Operation::Update, Some(patched), StatusCode::OK)
         }
-        Method::Get | Method::Head => None,
+        Method::Get | Method::Head => Decision::Nothing,
     })
 }
