@@ -150,14 +150,18 @@ fn parse_prefer_return(headers: &HeaderMap) -> PreferReturn {
     PreferReturn::Representation
 }
 
-/// Reads a FHIR resource body (JSON media type, or none) up to the configured limit.
-pub async fn read_resource_body(state: &AppState, headers: &HeaderMap, body: Body) -> ApiResult<Bytes> {
+/// The request's Content-Type without parameters, lowercase.
+pub fn content_media_type(headers: &HeaderMap) -> ApiResult<Option<String>> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .map(|v| v.to_str().map_err(|_| ApiError::invalid("Content-Type header is not valid text")))
         .transpose()?;
-    let media = content_type.map(|c| c.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
-    if let Some(media) = media.filter(|media| !is_json_media_type(media)) {
+    Ok(content_type.map(|c| c.split(';').next().unwrap_or("").trim().to_ascii_lowercase()))
+}
+
+/// Reads a FHIR resource body (JSON media type, or none) up to the configured limit.
+pub async fn read_resource_body(state: &AppState, headers: &HeaderMap, body: Body) -> ApiResult<Bytes> {
+    if let Some(media) = content_media_type(headers)?.filter(|media| !is_json_media_type(media)) {
         return Err(ApiError::UnsupportedMediaType(format!("Content-Type '{media}' is not supported; send application/fhir+json")));
     }
     read_limited(state, headers, body).await

@@ -3,14 +3,13 @@
 //! a Parameters resource or a Binary holding a JSON Patch.
 
 use axum::body::Body;
-use axum::http::header;
 use fhir_core::{fhirpath_patch, Issue, IssueType};
 use serde_json::Value;
 
 use base64::Engine;
 
 use crate::error::{ApiError, ApiResult};
-use crate::negotiate::{is_json_media_type, read_limited, RequestContext};
+use crate::negotiate::{content_media_type, is_json_media_type, read_limited, RequestContext};
 use crate::resource::{validate, Resource};
 use crate::state::AppState;
 
@@ -23,7 +22,7 @@ pub enum PatchDocument {
 impl PatchDocument {
     /// Reads and parses the body of a PATCH request.
     pub async fn read(state: &AppState, context: &RequestContext, body: Body) -> ApiResult<PatchDocument> {
-        let media = context.header(header::CONTENT_TYPE)?.map(|c| c.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
+        let media = content_media_type(&context.headers)?;
         let fhirpath = match media.as_deref() {
             Some("application/json-patch+json") => false,
             Some(media) if is_json_media_type(media) => true,

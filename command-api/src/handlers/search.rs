@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use bytes::Bytes;
 use fhir_core::search::{parse_search, CompartmentFilter, SearchQuery};
@@ -37,7 +37,7 @@ pub async fn type_search(
 
 /// `POST [type]/_search`: parameters from an `application/x-www-form-urlencoded` body and the URL.
 pub async fn type_search_post(state: &AppState, resource_type: &str, context: &RequestContext, body: Body) -> ApiResult<Response> {
-    let media = context.header(header::CONTENT_TYPE)?.map(|c| c.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
+    let media = crate::negotiate::content_media_type(&context.headers)?;
     if media.as_deref() != Some("application/x-www-form-urlencoded") {
         return Err(ApiError::UnsupportedMediaType("_search takes an application/x-www-form-urlencoded body".into()));
     }

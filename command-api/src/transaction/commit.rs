@@ -133,10 +133,6 @@ async fn commit(state: &AppState, context: &RequestContext, entries: &[BundleEnt
         // Another writer changed resources since their heads were read. Only those entries'
         // decisions depend on the heads: decide them again on the new ones, unless the client
         // pinned the version.
-        let pinned = writes.iter().find(|write| write.key == key).map(|write| &entries[write.entry]).filter(|entry| entry.if_match.is_some());
-        if let Some(entry) = pinned {
-            return Err(ApiError::PreconditionFailed("the resource changed after the ifMatch version".into()).at_entry(entry.index));
-        }
         conflicts += 1;
         if conflicts > MAX_CONFLICTS {
             return Err(ApiError::Conflict("the transaction's resources are being changed by many requests at once; retry".into()));
@@ -180,16 +176,12 @@ async fn commit(state: &AppState, context: &RequestContext, entries: &[BundleEnt
         results[index] = Some(written(context, StatusCode::OK, Some(location), current.version, &current.recorded_at, current.body));
     }
     for (index, identity) in identities.iter().enumerate() {
-        match identity {
-            Identity::Existing(event) => {
-                results[index] = Some(written(context, StatusCode::OK, None, event.version, &event.recorded_at, event.body.clone()))
-            }
-            Identity::Nothing => results[index] = Some(nothing()),
-            Identity::Read => results[index] = Some(nothing()),
-            Identity::Write { .. } => {}
+        if let Identity::Existing(event) = identity {
+            results[index] = Some(written(context, StatusCode::OK, None, event.version, &event.recorded_at, event.body.clone()));
         }
     }
-    // A write that decided to do nothing (deleting a deleted resource).
+    // Entries that wrote nothing: a conditional delete without a match, a delete of a deleted
+    // resource; reads are filled in after the commit.
     Ok(results.into_iter().map(|result| result.unwrap_or_else(nothing)).collect())
 }
 
