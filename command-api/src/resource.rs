@@ -2,6 +2,7 @@
 //! URL names, validate, and stamp `id` and `meta` in the order FHIR JSON puts them.
 
 use bytes::Bytes;
+use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
@@ -38,13 +39,15 @@ pub fn parse_resource(body: &[u8], expected_type: &str) -> ApiResult<Resource> {
 
 /// Validates a resource; errors become a 400 (or, for `unprocessable`, a 422) listing every issue.
 pub fn validate(resource: &Resource, unprocessable: bool) -> ApiResult<()> {
-    // Validation takes a Value; the clone is cheap next to the JSON parse that produced the map.
-    validate_value(&Value::Object(resource.clone()), unprocessable)
+    refuse_errors(fhir_core::validation::validate_object(resource), unprocessable)
 }
 
-/// [`validate`] for a resource already held as a `Value`.
+/// [`validate`] for a resource held as a `Value`.
 pub fn validate_value(resource: &Value, unprocessable: bool) -> ApiResult<()> {
-    let issues = fhir_core::validation::validate_resource(resource);
+    refuse_errors(fhir_core::validation::validate_resource(resource), unprocessable)
+}
+
+fn refuse_errors(issues: Vec<Issue>, unprocessable: bool) -> ApiResult<()> {
     if issues.iter().any(Issue::is_error) {
         let errors = issues.into_iter().filter(Issue::is_error).collect();
         return Err(if unprocessable { ApiError::Unprocessable(errors) } else { ApiError::BadRequest(errors) });
@@ -55,44 +58,84 @@ pub fn validate_value(resource: &Value, unprocessable: bool) -> ApiResult<()> {
 /// Whether `resource` says the same as the stored body `stored`, apart from what the server stamps
 /// (`id`, `meta.versionId`, `meta.lastUpdated`): an update that changes nothing writes nothing.
 pub fn same_content(resource: &Resource, stored: &[u8]) -> bool {
-    let Ok(Value::Object(mut stored)) = serde_json::from_slice::<Value>(stored) else { return false };
-    let mut resource = resource.clone();
-    for map in [&mut resource, &mut stored] {
-        map.remove("id");
-        if let Some(Value::Object(meta)) = map.get_mut("meta") {
-            meta.remove("versionId");
-            meta.remove("lastUpdated");
-            if meta.is_empty() {
-                map.remove("meta");
-            }
+    let Ok(Value::Object(stored)) = serde_json::from_slice::<Value>(stored) else { return false };
+    let empty = Map::new();
+    // An absent meta and one holding only stamped fields say the same.
+    fn meta<'a>(map: &'a Resource, empty: &'a Resource) -> Option<&'a Resource> {
+        match map.get("meta") {
+            None => Some(empty),
+            Some(Value::Object(meta)) => Some(meta),
+            Some(_) => None,
         }
     }
-    resource == stored
+    let same_meta = match (meta(resource, &empty), meta(&stored, &empty)) {
+        (Some(mine), Some(theirs)) => same_except(mine, theirs, &["versionId", "lastUpdated"]),
+        _ => resource.get("meta") == stored.get("meta"),
+    };
+    same_meta && same_except(resource, &stored, &["id", "meta"])
 }
 
-/// Serializes a resource with its server-assigned `id`, `meta.versionId` and `meta.lastUpdated`,
-/// keeping `resourceType`, `id` and `meta` first and the rest in the client's order.
-pub fn stamp(mut resource: Resource, id: &str, version: u64, recorded_at: OffsetDateTime) -> ApiResult<Bytes> {
-    let resource_type = resource.remove("resourceType").unwrap_or(Value::Null);
-    resource.remove("id");
-    let mut meta = match resource.remove("meta") {
-        Some(Value::Object(meta)) => meta,
-        _ => Map::new(),
+/// Whether two objects hold the same members, `ignored` names aside.
+fn same_except(a: &Resource, b: &Resource, ignored: &[&str]) -> bool {
+    let kept = |name: &&String| !ignored.contains(&name.as_str());
+    a.keys().filter(kept).count() == b.keys().filter(kept).count()
+        && a.iter().filter(|(name, _)| kept(name)).all(|(name, value)| b.get(name) == Some(value))
+}
+
+/// Serializes `resource` as stored: `resourceType`, then `id`, then `meta` with `versionId` and
+/// `lastUpdated` first, then the other elements as sent; whatever the client put in the server's
+/// fields is replaced. Written straight from the borrowed resource, without a copy.
+pub fn stamp(resource: &Resource, id: &str, version: u64, recorded_at: OffsetDateTime) -> ApiResult<Bytes> {
+    let stamped = Stamped {
+        resource,
+        id,
+        version: version.to_string(),
+        last_updated: fhir_core::instant::format_instant(recorded_at),
     };
-    meta.remove("versionId");
-    meta.remove("lastUpdated");
-    let mut stamped_meta = Map::with_capacity(meta.len() + 2);
-    stamped_meta.insert("versionId".into(), Value::String(version.to_string()));
-    stamped_meta.insert("lastUpdated".into(), Value::String(fhir_core::instant::format_instant(recorded_at)));
-    stamped_meta.extend(meta);
-    let mut stamped = Map::with_capacity(resource.len() + 3);
-    stamped.insert("resourceType".into(), resource_type);
-    stamped.insert("id".into(), Value::String(id.to_string()));
-    stamped.insert("meta".into(), Value::Object(stamped_meta));
-    stamped.extend(resource);
     serde_json::to_vec(&stamped)
         .map(Bytes::from)
         .map_err(|error| ApiError::Internal(format!("cannot serialize a resource: {error}")))
+}
+
+struct Stamped<'a> {
+    resource: &'a Resource,
+    id: &'a str,
+    version: String,
+    last_updated: String,
+}
+
+impl Serialize for Stamped<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut out = serializer.serialize_map(None)?;
+        out.serialize_entry("resourceType", self.resource.get("resourceType").unwrap_or(&Value::Null))?;
+        out.serialize_entry("id", self.id)?;
+        out.serialize_entry("meta", &StampedMeta { stamped: self, meta: self.resource.get("meta").and_then(Value::as_object) })?;
+        for (name, value) in self.resource {
+            if !matches!(name.as_str(), "resourceType" | "id" | "meta") {
+                out.serialize_entry(name, value)?;
+            }
+        }
+        out.end()
+    }
+}
+
+struct StampedMeta<'a> {
+    stamped: &'a Stamped<'a>,
+    meta: Option<&'a Map<String, Value>>,
+}
+
+impl Serialize for StampedMeta<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut out = serializer.serialize_map(None)?;
+        out.serialize_entry("versionId", &self.stamped.version)?;
+        out.serialize_entry("lastUpdated", &self.stamped.last_updated)?;
+        for (name, value) in self.meta.into_iter().flatten() {
+            if !matches!(name.as_str(), "versionId" | "lastUpdated") {
+                out.serialize_entry(name, value)?;
+            }
+        }
+        out.end()
+    }
 }
 
 /// Whether `id` is a valid FHIR logical id: `[A-Za-z0-9\-\.]{1,64}`.
@@ -112,11 +155,23 @@ mod tests {
             "Patient",
         )
         .unwrap();
-        let body = stamp(resource, "new", 2, datetime!(2024-01-02 03:04:05.678 UTC)).unwrap();
+        let body = stamp(&resource, "new", 2, datetime!(2024-01-02 03:04:05.678 UTC)).unwrap();
         assert_eq!(
             std::str::from_utf8(&body).unwrap(),
             r#"{"resourceType":"Patient","id":"new","meta":{"versionId":"2","lastUpdated":"2024-01-02T03:04:05.678Z","profile":["http://p"]},"name":[{"family":"X"}]}"#
         );
+    }
+
+    #[test]
+    fn same_content_ignores_only_what_the_server_stamps() {
+        let stored = br#"{"resourceType":"Patient","id":"a","meta":{"versionId":"3","lastUpdated":"2024-01-02T03:04:05.678Z"},"active":true,"gender":"male"}"#;
+        let same = |body: &str| same_content(&parse_resource(body.as_bytes(), "Patient").unwrap(), stored);
+        assert!(same(r#"{"resourceType":"Patient","gender":"male","active":true}"#));
+        assert!(same(r#"{"resourceType":"Patient","id":"a","meta":{"versionId":"1"},"active":true,"gender":"male"}"#));
+        assert!(!same(r#"{"resourceType":"Patient","active":true}"#));
+        assert!(!same(r#"{"resourceType":"Patient","active":false,"gender":"male"}"#));
+        assert!(!same(r#"{"resourceType":"Patient","active":true,"gender":"male","birthDate":"2000"}"#));
+        assert!(!same(r#"{"resourceType":"Patient","meta":{"profile":["http://p"]},"active":true,"gender":"male"}"#));
     }
 
     #[test]

@@ -88,7 +88,7 @@ pub async fn append_one(
     let version = expected.next_version();
     let recorded_at = fhir_core::instant::now();
     let body = match resource {
-        Some(resource) => stamp(resource, &key.id, version, recorded_at)?,
+        Some(resource) => stamp(&resource, &key.id, version, recorded_at)?,
         None => Bytes::new(),
     };
     let batch = AppendBatch {

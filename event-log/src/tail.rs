@@ -4,7 +4,8 @@
 //!
 //! Far behind the head (a rebuild, a large import) the loop reads larger batches and reads the
 //! next one while the current one is applied. Each time it reaches the head it tells the
-//! projection ([`Projection::caught_up`]), which may then finish work it deferred while replaying.
+//! projection ([`Projection::caught_up`]), which may then finish work it deferred while replaying;
+//! before each batch it tells how far behind the head it is ([`Projection::behind`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +27,12 @@ pub trait Projection: Send + Sync + 'static {
     /// Called (on a blocking thread) when the projection has applied everything the log held
     /// when last read. Retried like `apply` when it fails.
     fn caught_up(&self) -> Result<(), String> {
+        Ok(())
+    }
+    /// Called (on the blocking thread, before each `apply`) with how many events the log holds
+    /// beyond the checkpoint, so that a projection far behind may switch to a faster way of
+    /// catching up and finish it in `caught_up`.
+    fn behind(&self, _events: u64) -> Result<(), String> {
         Ok(())
     }
 }
@@ -111,7 +118,12 @@ pub async fn run<P: Projection>(projection: Arc<P>, log: Arc<dyn EventLog>, mut 
             }
         }
         let projection_for_batch = projection.clone();
-        let applied = tokio::task::spawn_blocking(move || projection_for_batch.apply(&events)).await;
+        let behind = head.borrow().saturating_sub(checkpoint);
+        let applied = tokio::task::spawn_blocking(move || {
+            projection_for_batch.behind(behind)?;
+            projection_for_batch.apply(&events)
+        })
+        .await;
         match applied {
             Ok(Ok(())) => {
                 backoff = Duration::from_millis(50);

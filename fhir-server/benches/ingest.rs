@@ -6,7 +6,8 @@
 //!
 //! `cargo bench -p fhir-server --bench ingest [-- --patients 100 --seed 1 --concurrency 4]`
 //!
-//! Prints a table of resources, seconds and resources/s per phase. Not a test: it asserts only
+//! Prints a table of resources, seconds, resources/s and the CPU seconds the server (or the
+//! import) used per phase. Not a test: it asserts only
 //! that everything arrived.
 
 mod support;
@@ -18,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use serde_json::Value;
-use support::{bundle_files, free_port, rate, synthea_bundles, Server, BINARY};
+use support::{bundle_files, cpu_seconds, exited_children_cpu_seconds, free_port, rate, synthea_bundles, Server, BINARY};
 
 /// Settings for the server under test: no body limit in the way, and searches may wait long.
 const SERVER_ENV: &[(&str, &str)] = &[("FHIR_SERVER_MAX_BODY_BYTES", "1073741824"), ("FHIR_SERVER_SEARCH_WAIT_MS", "3600000")];
@@ -63,17 +64,21 @@ async fn searchable_patients(client: &reqwest::Client, base: &str) -> u64 {
     body["total"].as_u64().expect("a total")
 }
 
-fn row(phase: &str, resources: usize, elapsed: Duration) {
-    println!("| {phase:<44} | {resources:>9} | {:>8.1} | {:>11.0} |", elapsed.as_secs_f64(), rate(resources, elapsed));
+/// One line of the table; `cpu` is the CPU time the server (or the import) used, in seconds.
+fn row(phase: &str, resources: usize, elapsed: Duration, cpu: Option<f64>) {
+    let cpu = cpu.map_or("-".to_string(), |seconds| format!("{seconds:.1}"));
+    println!("| {phase:<44} | {resources:>9} | {:>8.1} | {:>11.0} | {cpu:>10} |", elapsed.as_secs_f64(), rate(resources, elapsed));
 }
 
 async fn transactions(bodies: Arc<Vec<String>>, resources: usize, concurrency: usize) {
     let data = tempfile::tempdir().expect("tempdir");
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}/fhir");
-    let _server = Server::start(data.path(), port, SERVER_ENV);
+    let server = Server::start(data.path(), port, SERVER_ENV);
     let client = reqwest::Client::builder().timeout(Duration::from_secs(3600)).build().expect("client");
     wait_ready(&client, &base).await;
+    let cpu_at_start = cpu_seconds(server.0.id());
+    let cpu_since_start = || Some(cpu_seconds(server.0.id())? - cpu_at_start?);
     let started = Instant::now();
     let posts = (0..bodies.len()).map(|index| {
         let (client, base, bodies) = (client.clone(), base.clone(), bodies.clone());
@@ -90,16 +95,17 @@ async fn transactions(bodies: Arc<Vec<String>>, resources: usize, concurrency: u
         }
     });
     futures::stream::iter(posts).buffer_unordered(concurrency).collect::<Vec<()>>().await;
-    let committed = started.elapsed();
+    let committed = (started.elapsed(), cpu_since_start());
     let patients = searchable_patients(&client, &base).await;
-    let searchable = started.elapsed();
+    let searchable = (started.elapsed(), cpu_since_start());
     assert_eq!(patients as usize, bodies.len(), "every patient is searchable");
-    row(&format!("transactions ({concurrency} at once): committed"), resources, committed);
-    row("transactions: searchable", resources, searchable);
+    row(&format!("transactions ({concurrency} at once): committed"), resources, committed.0, committed.1);
+    row("transactions: searchable", resources, searchable.0, searchable.1);
 }
 
 async fn import(directory: &Path, resources: usize, patients: usize, concurrency: usize) {
     let data = tempfile::tempdir().expect("tempdir");
+    let children_cpu = exited_children_cpu_seconds();
     let started = Instant::now();
     let status = Command::new(BINARY)
         .args(["--data", data.path().to_str().expect("utf-8"), "import", directory.to_str().expect("utf-8")])
@@ -110,16 +116,18 @@ async fn import(directory: &Path, resources: usize, patients: usize, concurrency
         .expect("run import");
     assert!(status.success(), "import succeeded");
     let imported = started.elapsed();
+    let import_cpu = children_cpu.and_then(|before| Some(exited_children_cpu_seconds()? - before));
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}/fhir");
-    let _server = Server::start(data.path(), port, SERVER_ENV);
+    let server = Server::start(data.path(), port, SERVER_ENV);
     let client = reqwest::Client::builder().timeout(Duration::from_secs(3600)).build().expect("client");
     wait_ready(&client, &base).await;
     let found = searchable_patients(&client, &base).await;
     let searchable = started.elapsed();
+    let total_cpu = import_cpu.and_then(|import| Some(import + cpu_seconds(server.0.id())?));
     assert_eq!(found as usize, patients, "every patient is searchable");
-    row(&format!("import ({concurrency} at once): committed"), resources, imported);
-    row("import: searchable (after a restart)", resources, searchable);
+    row(&format!("import ({concurrency} at once): committed"), resources, imported, import_cpu);
+    row("import: searchable (after a restart)", resources, searchable, total_cpu);
 }
 
 fn main() {
@@ -133,8 +141,8 @@ fn main() {
         .sum();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!("{} Synthea patients, {resources} resources, {cores} cores, sync=full", files.len());
-    println!("| {:<44} | {:>9} | {:>8} | {:>11} |", "phase", "resources", "seconds", "resources/s");
-    println!("|{:-<46}|{:-<11}|{:-<10}|{:-<13}|", "", "", "", "");
+    println!("| {:<44} | {:>9} | {:>8} | {:>11} | {:>10} |", "phase", "resources", "seconds", "resources/s", "CPU s");
+    println!("|{:-<46}|{:-<11}|{:-<10}|{:-<13}|{:-<12}|", "", "", "", "", "");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let patients = bodies.len();
     runtime.block_on(transactions(Arc::new(bodies), resources, settings.concurrency));

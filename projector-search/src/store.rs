@@ -7,6 +7,15 @@
 //! and only then publishes the checkpoint to [`SearchIndex::watch_checkpoint`], so whoever waits
 //! for the index to be searchable (a swap after a rebuild, a read-your-writes search) waits for
 //! the indexes too.
+//!
+//! A built index that falls far behind the log (a bulk load into a young server: more events to
+//! apply than it has rows, and at least [`DEFER_INDEXES_FROM`]) goes back to build mode
+//! ([`SearchIndex::behind`]): it drops the value indexes, appends, and creates them again when
+//! caught up. Inserting into a B-tree row by row costs several times what sorting once does; the
+//! rule that the backlog must outgrow the index bounds the re-sorting to a constant factor of
+//! the index's final size. Meanwhile searches stay correct as of the last published checkpoint,
+//! only slower (they scan), and the file stays durable (write-ahead log): a crash resumes the
+//! deferred build rather than starting over.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -50,6 +59,8 @@ const SORT_CACHE_KIB: i64 = 16 * 1024;
 /// Page cache of each reader; the file is also memory-mapped, up to [`MMAP_BYTES`].
 const READER_CACHE_KIB: i64 = 16 * 1024;
 const MMAP_BYTES: i64 = 1 << 31;
+/// The smallest backlog, in events, for which a built index defers its value indexes.
+pub const DEFER_INDEXES_FROM: u64 = 20_000;
 /// How often, at most, a caught-up projector refreshes the planner's statistics.
 const OPTIMIZE_EVERY: Duration = Duration::from_secs(600);
 
@@ -91,15 +102,18 @@ impl SearchIndex {
         if !fresh && found != SCHEMA_VERSION {
             return Err(IndexError::OldSchema { found, expected: SCHEMA_VERSION });
         }
-        if !fresh && !table_exists(&writer, VALUE_INDEXES[VALUE_INDEXES.len() - 1].0)? {
-            // Built without a durable journal: the file may be torn. Replaying from zero redoes it.
+        let indexed = !fresh && table_exists(&writer, VALUE_INDEXES[VALUE_INDEXES.len() - 1].0)?;
+        let journal: String = writer.pragma_query_value(None, "journal_mode", |row| row.get(0))?;
+        if !fresh && !indexed && !journal.eq_ignore_ascii_case("wal") {
+            // Built from zero without a durable journal: the file may be torn. Replaying from
+            // zero redoes it. (A deferred build of a built index is in WAL mode and resumes.)
             tracing::warn!("the search index was being built from zero when the process stopped; starting over");
             drop(writer);
             remove_files(path)?;
             return Self::open(path);
         }
-        let building = fresh;
-        if building {
+        let building = !indexed;
+        if fresh {
             // Until built, a crash loses nothing that a replay from zero does not redo: no
             // journal on disk, no fsync (the file switches to WAL when built).
             writer.pragma_update(None, "journal_mode", "MEMORY")?;
@@ -163,6 +177,28 @@ impl SearchIndex {
     /// True while the value indexes of a build from zero are not created yet.
     pub fn is_building(&self) -> bool {
         self.building.load(Ordering::Acquire)
+    }
+
+    /// Told how many events the log holds beyond the checkpoint: far enough behind (see the
+    /// module docs), a built index drops its value indexes until [`Self::finish_build`].
+    pub fn behind(&self, events: u64) -> Result<()> {
+        if events < DEFER_INDEXES_FROM || self.is_building() {
+            return Ok(());
+        }
+        let connection = self.writer.lock().map_err(|_| IndexError::Poisoned)?;
+        let rows: i64 = connection.query_row("SELECT coalesce(max(row), 0) FROM resources", [], |row| row.get(0))?;
+        if !defers(events, rows as u64) {
+            return Ok(());
+        }
+        let mut sql = String::from("BEGIN;");
+        for (name, _) in VALUE_INDEXES {
+            sql.push_str(&format!("DROP INDEX IF EXISTS {name};"));
+        }
+        sql.push_str("COMMIT;");
+        connection.execute_batch(&sql)?;
+        self.building.store(true, Ordering::Release);
+        tracing::info!(events, rows, "the search index is far behind the log: value indexes deferred until it catches up");
+        Ok(())
     }
 
     /// Applies events in position order and advances the checkpoint, in one transaction.
@@ -254,6 +290,11 @@ impl SearchIndex {
     }
 }
 
+/// Whether a backlog of `events` is worth dropping the value indexes of `rows` indexed rows.
+fn defers(events: u64, rows: u64) -> bool {
+    events >= DEFER_INDEXES_FROM && events > rows
+}
+
 fn remove_files(path: &Path) -> Result<()> {
     for suffix in ["", "-wal", "-shm", "-journal"] {
         let file = PathBuf::from(format!("{}{suffix}", path.display()));
@@ -290,5 +331,23 @@ impl event_log::tail::Projection for SearchIndex {
 
     fn caught_up(&self) -> std::result::Result<(), String> {
         self.finish_build().map_err(|error| error.to_string())
+    }
+
+    fn behind(&self, events: u64) -> std::result::Result<(), String> {
+        SearchIndex::behind(self, events).map_err(|error| error.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_backlog_larger_than_the_index_defers_its_value_indexes() {
+        assert!(!defers(DEFER_INDEXES_FROM - 1, 0), "a small backlog never does");
+        assert!(defers(DEFER_INDEXES_FROM, 0));
+        assert!(defers(300_000, 299_999));
+        assert!(!defers(300_000, 300_000));
+        assert!(!defers(50_000, 10_000_000), "a large index keeps its indexes");
     }
 }

@@ -1,11 +1,12 @@
 //! The index's write side: idempotent apply, versions and deletes seen at snapshots, a build
 //! from zero (value indexes created when caught up, the checkpoint published only then), an
-//! interrupted build started over, and an index file of an older layout refused.
+//! interrupted build started over, a deferred build of an index far behind resumed, and an
+//! index file of an older layout refused.
 
 use bytes::Bytes;
 use event_log::{Event, Operation, StreamKey};
 use fhir_core::search::parse_search;
-use projector_search::store::IndexError;
+use projector_search::store::{IndexError, DEFER_INDEXES_FROM};
 use projector_search::{PageRequest, SearchIndex};
 use serde_json::json;
 
@@ -99,6 +100,32 @@ fn an_interrupted_build_starts_over() {
     reopened.apply(&history()).unwrap();
     reopened.finish_build().unwrap();
     assert_eq!(find(&reopened, "gamma", 4), vec![3]);
+}
+
+#[test]
+fn a_built_index_far_behind_defers_its_value_indexes_and_resumes_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("search.db");
+    let index = SearchIndex::open(&path).unwrap();
+    index.apply(&history()[..2]).unwrap();
+    index.finish_build().unwrap();
+    index.behind(DEFER_INDEXES_FROM - 1).unwrap();
+    assert!(!index.is_building(), "a small backlog is applied as it comes");
+    index.behind(DEFER_INDEXES_FROM).unwrap();
+    assert!(index.is_building(), "a backlog larger than the index defers its value indexes");
+    let watch = index.watch_checkpoint();
+    index.apply(&history()[2..]).unwrap();
+    assert_eq!(*watch.borrow(), 2, "what is applied meanwhile is not published");
+    assert_eq!(find(&index, "gamma", 4), vec![3], "but searches stay correct");
+    drop(index);
+    let reopened = SearchIndex::open(&path).unwrap();
+    assert!(reopened.is_building(), "the deferred build resumes");
+    assert_eq!(reopened.checkpoint(), 4, "without starting over");
+    reopened.finish_build().unwrap();
+    assert!(!reopened.is_building());
+    assert_eq!(*reopened.watch_checkpoint().borrow(), 4);
+    assert_eq!(find(&reopened, "gamma", 4), vec![3]);
+    assert_eq!(find(&reopened, "alpha", 4), Vec::<u64>::new());
 }
 
 #[test]

@@ -15,6 +15,7 @@
 //! run after the commit. Any failure answers with an OperationOutcome naming the entry; nothing
 //! is written.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -28,13 +29,13 @@ use serde_json::Value;
 
 use super::dispatch::dispatch;
 use super::entry::{BundleEntry, BundleKind, Method, Target};
-use super::references::{is_conditional_reference, references_in, rewrite};
+use super::references::{is_conditional_reference, references_in, rewrite_in};
 use super::response::{render, EntryResult};
 use crate::error::{ApiError, ApiResult};
 use crate::handlers::conditional::{lock_key, matches};
 use crate::negotiate::{PreferReturn, RequestContext};
 use crate::patch::PatchDocument;
-use crate::resource::{same_content, stamp, validate_value, Resource};
+use crate::resource::{same_content, stamp, validate, Resource};
 use crate::state::AppState;
 
 /// How many times a transaction re-decides a write after losing a race for its resource.
@@ -55,8 +56,8 @@ enum Identity {
 }
 
 /// What an entry does once its stream's head is known.
-enum Decision {
-    Write(Write),
+enum Decision<'e> {
+    Write(Write<'e>),
     /// A PUT of what is already there: nothing is written, the current version is the answer.
     Unchanged(Event),
     /// Nothing to do (deleting what is deleted).
@@ -64,16 +65,17 @@ enum Decision {
 }
 
 /// One event of the append, and how to answer for it.
-struct Write {
+struct Write<'e> {
     entry: usize,
     key: StreamKey,
     expected: ExpectedVersion,
     operation: Operation,
-    resource: Option<Resource>,
+    /// The entry's own resource (references rewritten), or a patched one.
+    resource: Option<Cow<'e, Resource>>,
     status: StatusCode,
 }
 
-pub async fn run(state: &Arc<AppState>, context: &RequestContext, entries: Vec<BundleEntry>) -> ApiResult<Response> {
+pub async fn run(state: &Arc<AppState>, context: &RequestContext, mut entries: Vec<BundleEntry>) -> ApiResult<Response> {
     let mut lock_keys: Vec<String> = entries
         .iter()
         .filter_map(|entry| match (&entry.target, &entry.if_none_exist) {
@@ -88,7 +90,7 @@ pub async fn run(state: &Arc<AppState>, context: &RequestContext, entries: Vec<B
     for key in lock_keys {
         guards.push(state.conditional_locks.lock(key).await);
     }
-    let mut results = commit(state, context, &entries).await?;
+    let mut results = commit(state, context, &mut entries).await?;
     drop(guards);
     if entries.iter().any(|entry| entry.method.is_read()) {
         let router = crate::handlers::routes(state.clone());
@@ -104,7 +106,7 @@ pub async fn run(state: &Arc<AppState>, context: &RequestContext, entries: Vec<B
 }
 
 /// Plans the transaction and appends it.
-async fn commit(state: &AppState, context: &RequestContext, entries: &[BundleEntry]) -> ApiResult<Vec<EntryResult>> {
+async fn commit(state: &AppState, context: &RequestContext, entries: &mut [BundleEntry]) -> ApiResult<Vec<EntryResult>> {
     let identities = resolve_identities(state, &context.tenant, entries).await?;
     let mut names: HashMap<String, String> = HashMap::new();
     for (entry, identity) in entries.iter().zip(&identities) {
@@ -118,7 +120,15 @@ async fn commit(state: &AppState, context: &RequestContext, entries: &[BundleEnt
         }
     }
     resolve_conditional_references(state, &context.tenant, entries, &mut names).await?;
-    let (mut writes, mut unchanged) = decide(state, entries, &identities, &names).await?;
+    if !names.is_empty() {
+        for entry in entries.iter_mut().filter(|entry| matches!(entry.method, Method::Post | Method::Put)) {
+            if let Some(resource) = &mut entry.resource {
+                rewrite_in(resource, &names);
+            }
+        }
+    }
+    let entries: &[BundleEntry] = entries;
+    let (mut writes, mut unchanged) = decide(state, entries, &identities).await?;
     let recorded_at = fhir_core::instant::now();
     let mut events = writes.iter().map(|write| event_of(write, recorded_at)).collect::<ApiResult<Vec<NewEvent>>>()?;
     let transaction_id = uuid::Uuid::new_v4().to_string();
@@ -152,7 +162,7 @@ async fn commit(state: &AppState, context: &RequestContext, entries: &[BundleEnt
             if entry.if_match.is_some() {
                 return Err(ApiError::PreconditionFailed("the resource changed after the ifMatch version".into()).at_entry(entry.index));
             }
-            match decide_one(state, entry, &write.key, false, latest.as_ref(), &names).map_err(|error| error.at_entry(entry.index))? {
+            match decide_one(state, entry, &write.key, false, latest.as_ref()).map_err(|error| error.at_entry(entry.index))? {
                 Decision::Write(write) => {
                     reevented.push(event_of(&write, recorded_at)?);
                     redecided.push(write);
@@ -186,9 +196,9 @@ async fn commit(state: &AppState, context: &RequestContext, entries: &[BundleEnt
 }
 
 /// The event of one write, its resource stamped with the new version and the commit time.
-fn event_of(write: &Write, recorded_at: time::OffsetDateTime) -> ApiResult<NewEvent> {
+fn event_of(write: &Write<'_>, recorded_at: time::OffsetDateTime) -> ApiResult<NewEvent> {
     let body = match &write.resource {
-        Some(resource) => stamp(resource.clone(), &write.key.id, write.expected.next_version(), recorded_at)?,
+        Some(resource) => stamp(resource, &write.key.id, write.expected.next_version(), recorded_at)?,
         None => Bytes::new(),
     };
     Ok(NewEvent { key: write.key.clone(), expected: write.expected, operation: write.operation, body })
@@ -318,19 +328,14 @@ async fn resolve_conditional_references(
 
 /// Step 3: each write against its stream's head. Validation errors of every entry are reported
 /// together; other failures stop at the first.
-async fn decide(
-    state: &AppState,
-    entries: &[BundleEntry],
-    identities: &[Identity],
-    names: &HashMap<String, String>,
-) -> ApiResult<(Vec<Write>, Vec<(usize, Event)>)> {
+async fn decide<'e>(state: &AppState, entries: &'e [BundleEntry], identities: &[Identity]) -> ApiResult<(Vec<Write<'e>>, Vec<(usize, Event)>)> {
     let heads = read_heads(state, identities).await?;
     let mut writes = Vec::new();
     let mut unchanged = Vec::new();
     let mut invalid: Vec<Issue> = Vec::new();
     for ((entry, identity), latest) in entries.iter().zip(identities).zip(heads) {
         let Identity::Write { key, fresh } = identity else { continue };
-        match decide_one(state, entry, key, *fresh, latest.as_ref(), names) {
+        match decide_one(state, entry, key, *fresh, latest.as_ref()) {
             Ok(Decision::Write(write)) => writes.push(write),
             Ok(Decision::Unchanged(current)) => unchanged.push((entry.index, current)),
             Ok(Decision::Nothing) => {}
@@ -358,14 +363,7 @@ async fn read_heads(state: &AppState, identities: &[Identity]) -> ApiResult<Vec<
     Ok(heads.into_iter().collect::<Result<_, _>>()?)
 }
 
-fn decide_one(
-    state: &AppState,
-    entry: &BundleEntry,
-    key: &StreamKey,
-    fresh: bool,
-    latest: Option<&Event>,
-    names: &HashMap<String, String>,
-) -> ApiResult<Decision> {
+fn decide_one<'e>(state: &AppState, entry: &'e BundleEntry, key: &StreamKey, fresh: bool, latest: Option<&Event>) -> ApiResult<Decision<'e>> {
     let live = latest.filter(|event| event.operation != Operation::Delete);
     if let Some(required) = entry.if_match {
         if live.map(|event| event.version) != Some(required) {
@@ -385,15 +383,12 @@ fn decide_one(
             if latest.is_none() && !fresh && !state.config.update_create {
                 return Err(ApiError::MethodNotAllowed("this server does not let PUT create resources with client-chosen ids".into()));
             }
-            let resource = entry.resource.clone().ok_or_else(|| ApiError::invalid("the entry has no resource"))?;
-            let mut value = Value::Object(resource);
-            rewrite(&mut value, names);
-            validate_value(&value, false)?;
-            let Value::Object(resource) = value else { unreachable!("rewrite keeps an object an object") };
+            let resource = entry.resource.as_ref().ok_or_else(|| ApiError::invalid("the entry has no resource"))?;
+            validate(resource, false)?;
             match live {
-                Some(current) if same_content(&resource, &current.body) => Decision::Unchanged(current.clone()),
-                Some(_) => write(Operation::Update, Some(resource), StatusCode::OK),
-                None => write(Operation::Create, Some(resource), StatusCode::CREATED),
+                Some(current) if same_content(resource, &current.body) => Decision::Unchanged(current.clone()),
+                Some(_) => write(Operation::Update, Some(Cow::Borrowed(resource)), StatusCode::OK),
+                None => write(Operation::Create, Some(Cow::Borrowed(resource)), StatusCode::CREATED),
             }
         }
         Method::Patch => {
@@ -406,7 +401,7 @@ fn decide_one(
             };
             let patch = PatchDocument::from_resource(entry.resource.as_ref().ok_or_else(|| ApiError::invalid("the entry has no patch"))?)?;
             let patched = patch.patched(&current.body, resource_type, id)?;
-            write(Operation::Update, Some(patched), StatusCode::OK)
+            write(Operation::Update, Some(Cow::Owned(patched)), StatusCode::OK)
         }
         Method::Get | Method::Head => Decision::Nothing,
     })

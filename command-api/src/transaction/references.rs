@@ -33,6 +33,13 @@ pub fn rewrite(value: &mut Value, identities: &HashMap<String, String>) -> bool 
     }
 }
 
+/// [`rewrite`] in every element of a resource.
+pub fn rewrite_in(resource: &mut serde_json::Map<String, Value>, identities: &HashMap<String, String>) {
+    resource.values_mut().for_each(|value| {
+        rewrite(value, identities);
+    });
+}
+
 /// The values of `href` and `src` attributes in XHTML that name a key of `identities`.
 fn rewrite_narrative(xhtml: &mut String, identities: &HashMap<String, String>) -> bool {
     let mut out = String::with_capacity(xhtml.len());

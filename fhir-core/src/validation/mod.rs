@@ -32,7 +32,7 @@ mod walk;
 #[cfg(test)]
 mod tests;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::definitions::{r4, TypeKind};
 use crate::outcome::{Issue, IssueType};
@@ -42,6 +42,13 @@ use crate::outcome::{Issue, IssueType};
 pub fn validate_resource(resource: &Value) -> Vec<Issue> {
     let mut walker = walk::Walker::new(r4(), "");
     walker.resource(resource, None);
+    walker.issues
+}
+
+/// [`validate_resource`] for a resource held as a JSON object.
+pub fn validate_object(resource: &Map<String, Value>) -> Vec<Issue> {
+    let mut walker = walk::Walker::new(r4(), "");
+    walker.resource_object(resource, None);
     walker.issues
 }
 

@@ -99,10 +99,14 @@ impl<'d> Walker<'d> {
 
     /// Validates a resource: an object whose `resourceType` names a concrete resource type.
     pub(crate) fn resource(&mut self, value: &Value, expected: Option<&str>) {
-        let Some(map) = value.as_object() else {
-            self.report(IssueType::Structure, "a resource must be a JSON object".into());
-            return;
-        };
+        match value.as_object() {
+            Some(map) => self.resource_object(map, expected),
+            None => self.report(IssueType::Structure, "a resource must be a JSON object".into()),
+        }
+    }
+
+    /// [`Self::resource`] for one already known to be an object.
+    pub(crate) fn resource_object(&mut self, map: &Map<String, Value>, expected: Option<&str>) {
         let resource_type = match map.get("resourceType") {
             Some(Value::String(name)) => name.as_str(),
             Some(_) => {

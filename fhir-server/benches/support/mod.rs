@@ -48,6 +48,26 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("address").port()
 }
 
+/// CPU seconds (user and system) process `pid` has used so far (Linux only).
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    proc_cpu_seconds(&format!("/proc/{pid}/stat"), 11)
+}
+
+/// CPU seconds used by the children of this process that have exited and been waited for.
+pub fn exited_children_cpu_seconds() -> Option<f64> {
+    proc_cpu_seconds("/proc/self/stat", 13)
+}
+
+/// The sum of two clock-tick fields of a `/proc/*/stat` file, counted from the state field.
+fn proc_cpu_seconds(path: &str, first: usize) -> Option<f64> {
+    let stat = std::fs::read_to_string(path).ok()?;
+    // The command name, in parentheses, may hold spaces: count fields after it.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = fields.get(first)?.parse::<f64>().ok()? + fields.get(first + 1)?.parse::<f64>().ok()?;
+    // USER_HZ is 100 on every Linux architecture Rust targets.
+    Some(ticks / 100.0)
+}
+
 /// The server binary, killed when the benchmark ends, however it ends.
 pub struct Server(pub Child);
 
