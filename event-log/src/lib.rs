@@ -10,9 +10,11 @@
 //! - [`model`]: the envelope ([`Event`]) and append requests.
 //! - [`hash`]: the per-stream SHA-256 hash chain and its verification.
 //! - [`sqlite`]: the embedded implementation (SQLite, WAL, one writer thread with group commit).
+//! - [`dynamodb`]: the AWS implementation (one item per version, staged then committed).
 //! - [`tail`]: the loop that feeds a projection from the log, shared by every projector.
 //! - [`suite`]: the behaviour suite every implementation must pass, written once against the trait.
 
+pub mod dynamodb;
 pub mod error;
 pub mod hash;
 pub mod model;

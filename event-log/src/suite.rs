@@ -431,19 +431,23 @@ pub struct ContentionOutcome {
 /// 32 tasks each try 50 times to update one resource from the version they last read. Every
 /// success gets its own version, none is lost, and the conflicts are exactly the rest.
 pub async fn concurrent_updates_to_one_resource(log: Arc<dyn EventLog>) -> ContentionOutcome {
-    const TASKS: usize = 32;
-    const ATTEMPTS: usize = 50;
+    concurrent_updates_to_one_resource_scaled(log, 32, 50).await
+}
+
+/// [`concurrent_updates_to_one_resource`] with `task_count` tasks of `attempts` attempts each, for
+/// stand-ins too slow for the full size.
+pub async fn concurrent_updates_to_one_resource_scaled(log: Arc<dyn EventLog>, task_count: usize, attempts: usize) -> ContentionOutcome {
     let patient = key("t1", "Patient", "contended");
     append_one(&*log, create(&patient, "initial")).await.unwrap();
 
     let mut tasks = Vec::new();
-    for task in 0..TASKS {
+    for task in 0..task_count {
         let log = Arc::clone(&log);
         let patient = patient.clone();
         tasks.push(tokio::spawn(async move {
             let mut wins: Vec<(u64, Bytes)> = Vec::new();
             let mut conflicts = 0u64;
-            for attempt in 0..ATTEMPTS {
+            for attempt in 0..attempts {
                 let latest = log.read_latest(&patient).await.unwrap().unwrap();
                 let event = update(&patient, latest.version, &format!("task {task} attempt {attempt}"));
                 let body = event.body.clone();
@@ -470,7 +474,7 @@ pub async fn concurrent_updates_to_one_resource(log: Arc<dyn EventLog>) -> Conte
         }
     }
     let successes = wins_by_version.len() as u64;
-    assert_eq!(successes + conflicts, (TASKS * ATTEMPTS) as u64);
+    assert_eq!(successes + conflicts, (task_count * attempts) as u64);
     assert!(successes > 0);
 
     let stream = log.read_stream(&patient).await.unwrap();
@@ -492,15 +496,19 @@ pub async fn concurrent_updates_to_one_resource(log: Arc<dyn EventLog>) -> Conte
 /// 32 tasks each create 50 resources of their own at the same time: all succeed, each event has
 /// its own position, and the log holds exactly them. Returns the number of events appended.
 pub async fn concurrent_appends_to_different_streams(log: Arc<dyn EventLog>) -> u64 {
-    const TASKS: usize = 32;
-    const APPENDS: usize = 50;
+    concurrent_appends_to_different_streams_scaled(log, 32, 50).await
+}
+
+/// [`concurrent_appends_to_different_streams`] with `task_count` tasks of `appends` appends each, for
+/// stand-ins too slow for the full size.
+pub async fn concurrent_appends_to_different_streams_scaled(log: Arc<dyn EventLog>, task_count: usize, appends: usize) -> u64 {
     let start = log.head().await.unwrap();
     let mut tasks = Vec::new();
-    for task in 0..TASKS {
+    for task in 0..task_count {
         let log = Arc::clone(&log);
         tasks.push(tokio::spawn(async move {
             let mut positions = Vec::new();
-            for index in 0..APPENDS {
+            for index in 0..appends {
                 let appended =
                     append_one(&*log, create(&key("t1", "Patient", &format!("c{task}-{index}")), "x")).await.unwrap();
                 assert_eq!(appended.version, 1);
@@ -517,7 +525,7 @@ pub async fn concurrent_appends_to_different_streams(log: Arc<dyn EventLog>) -> 
             assert!(all_positions.insert(position), "position {position} given twice");
         }
     }
-    let total = (TASKS * APPENDS) as u64;
+    let total = (task_count * appends) as u64;
     assert_eq!(all_positions.len() as u64, total);
     assert_eq!(log.head().await.unwrap(), start + total);
     let events = read_all_after(&*log, start, 500).await;
