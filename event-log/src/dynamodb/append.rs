@@ -50,19 +50,39 @@ pub(super) async fn append(log: &DynamoEventLog, batch: AppendBatch) -> Result<V
             Err(Staging::Failed(error)) => return Err(error),
         }
     }
-    let first = log.commit(&batch.transaction_id, versions.len() as u64).await;
-    let first = match first {
+    let first = match log.commit(&batch.transaction_id, versions.len() as u64).await {
         Ok(first) => first,
-        Err(error) => {
-            unstage(log, &versions).await;
-            return Err(error);
-        }
+        Err(error) => settle(log, &batch.transaction_id, &versions, error).await?,
     };
     log.remember_commit(&batch.transaction_id, first);
     Ok(versions
         .iter()
         .map(|version| Appended { position: first + version.index as u64, key: version.key.clone(), version: version.version })
         .collect())
+}
+
+/// After a failed commit: the commit may still have happened (an error after DynamoDB applied
+/// it) or may happen later (a retry in flight). An aborted commit item settles it either way:
+/// written, the append can never commit and is unstaged; refused, it committed, at the position
+/// returned.
+async fn settle(log: &DynamoEventLog, transaction: &str, versions: &[Version], error: LogError) -> Result<u64> {
+    let mut aborted = key(transaction_pk(transaction), COMMIT_SK);
+    aborted.insert("status".into(), s(ABORTED));
+    let outcome = log.client.put_item().table_name(log.table()).set_item(Some(aborted)).condition_expression("attribute_not_exists(pk)").send().await;
+    match outcome {
+        Ok(_) => {}
+        Err(refused) if refused.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
+            if let Some((status, first)) = log.commit_status(transaction).await? {
+                if status == COMMITTED {
+                    return Ok(first);
+                }
+            }
+        }
+        // Unknown either way: leave the staged versions to be cleared as abandoned.
+        Err(other) => return Err(LogError::Storage(format!("{error}; and the append could not be settled: {}", storage(other)))),
+    }
+    unstage(log, versions).await;
+    Err(error)
 }
 
 /// Every event as a version: its number, and its hash over the expected version's hash.
@@ -171,24 +191,25 @@ async fn stage_chunk(log: &DynamoEventLog, chunk: &[Version], staged_at: i64) ->
 /// Deletes what an append may have staged: its version items (only while still its own) and
 /// pointers. Best effort: what is left is ignored by readers and cleared as abandoned later.
 async fn unstage(log: &DynamoEventLog, versions: &[Version]) {
-    let deletions: Vec<_> = versions.iter().map(|version| async move {
-        // Fails, as it should, where the version is someone else's.
-        let _ = log
-            .client
-            .delete_item()
-            .table_name(log.table())
-            .set_key(Some(key(stream_pk(&version.key), version_sk(version.version))))
-            .condition_expression("tx = :tx")
-            .expression_attribute_values(":tx", s(&version.transaction_id))
-            .send()
-            .await;
-        let pointer =
-            log.client.delete_item().table_name(log.table()).set_key(Some(key(transaction_pk(&version.transaction_id), pointer_sk(version.index)))).send().await;
-        if let Err(error) = pointer {
-            tracing::warn!(error = %storage(error), "cannot delete a staged pointer");
-        }
-    }).collect();
+    let deletions: Vec<_> = versions.iter().map(|version| unstage_one(log, version)).collect();
     futures::stream::iter(deletions).buffer_unordered(16).collect::<Vec<()>>().await;
+}
+
+async fn unstage_one(log: &DynamoEventLog, version: &Version) {
+    // Refused, as it should be, where the version is someone else's.
+    let _ = log
+        .client
+        .delete_item()
+        .table_name(log.table())
+        .set_key(Some(key(stream_pk(&version.key), version_sk(version.version))))
+        .condition_expression("tx = :tx")
+        .expression_attribute_values(":tx", s(&version.transaction_id))
+        .send()
+        .await;
+    let pointer = key(transaction_pk(&version.transaction_id), pointer_sk(version.index));
+    if let Err(error) = log.client.delete_item().table_name(log.table()).set_key(Some(pointer)).send().await {
+        tracing::warn!(error = %storage(error), "cannot delete a staged pointer");
+    }
 }
 
 /// If the version item in the way was staged by a transaction that never committed and is older

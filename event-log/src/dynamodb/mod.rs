@@ -23,6 +23,10 @@
 //! marks its transaction aborted (a commit item with status `aborted`, written on the same
 //! no-commit-item condition, so exactly one of commit and abort wins) and deletes it.
 //!
+//! A commit that fails with an error may still have been applied: the writer then writes its own
+//! commit item as aborted, on the same condition, and either that succeeds (nothing was applied,
+//! it unstages and reports the error) or it finds the commit and reports success.
+//!
 //! Not yet: bodies larger than an item allows (about 400 KB) are refused rather than stored in
 //! S3.
 
