@@ -1,7 +1,7 @@
 //! The behaviour suite against [`DynamoEventLog`] on moto's DynamoDB (`scripts/test` starts
 //! `moto_server` and sets `FHIR_TEST_DYNAMODB_ENDPOINT`), plus what only this implementation
-//! shows: appends larger than a DynamoDB transaction, and versions left staged by a writer that
-//! died.
+//! shows: appends larger than a DynamoDB transaction, bodies larger than an item, and versions
+//! left staged by a writer that died.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +11,7 @@ use aws_sdk_dynamodb::config::Credentials;
 use aws_sdk_dynamodb::Client;
 use bytes::Bytes;
 use event_log::dynamodb::items::{self, Version};
-use event_log::dynamodb::{create_table, DynamoEventLog, DynamoOptions};
+use event_log::dynamodb::{create_bucket, create_table, DynamoEventLog, DynamoOptions, INLINE_LIMIT};
 use event_log::{AppendBatch, EventLog, ExpectedVersion, LogError, NewEvent, Operation, StreamKey};
 use time::OffsetDateTime;
 
@@ -22,7 +22,8 @@ const REGIONS: [&str; 16] = [
     "eu-north-1", "ap-south-1", "ap-northeast-1", "ap-northeast-2", "ap-southeast-1", "ap-southeast-2", "ca-central-1", "sa-east-1",
 ];
 
-async fn client(region: &'static str) -> Client {
+/// DynamoDB and S3 clients for moto, in `region`.
+async fn clients(region: &'static str) -> (Client, aws_sdk_s3::Client) {
     let endpoint = std::env::var("FHIR_TEST_DYNAMODB_ENDPOINT")
         .expect("FHIR_TEST_DYNAMODB_ENDPOINT is not set: run the tests with scripts/test, which starts moto_server");
     let config = aws_config::defaults(BehaviorVersion::latest())
@@ -31,18 +32,22 @@ async fn client(region: &'static str) -> Client {
         .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
         .load()
         .await;
-    Client::new(&config)
+    // moto serves buckets by path, not by host name.
+    let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build());
+    (Client::new(&config), s3)
 }
 
 /// A log over a new table of its own.
 async fn log_with(configure: impl FnOnce(&mut DynamoOptions)) -> (Arc<DynamoEventLog>, Client, String) {
     let unique = uuid::Uuid::new_v4();
-    let client = client(REGIONS[unique.as_bytes()[0] as usize % REGIONS.len()]).await;
+    let (client, s3) = clients(REGIONS[unique.as_bytes()[0] as usize % REGIONS.len()]).await;
     let table = format!("events-{}", unique.simple());
     create_table(&client, &table).await.expect("create the table");
-    let mut options = DynamoOptions::new(&table);
+    let bucket = format!("bodies-{}", unique.simple());
+    create_bucket(&s3, &bucket).await.expect("create the bucket");
+    let mut options = DynamoOptions::new(&table, &bucket);
     configure(&mut options);
-    let log = DynamoEventLog::open(client.clone(), options).await.expect("open the log");
+    let log = DynamoEventLog::open(client.clone(), s3, options).await.expect("open the log");
     (log, client, table)
 }
 
@@ -135,7 +140,7 @@ async fn stage_and_die(client: &Client, table: &str, key: &StreamKey, staged_at:
         envelope_version: 1,
         index: 0,
     };
-    client.put_item().table_name(table).set_item(Some(items::version_item(&version, staged_at))).send().await.unwrap();
+    client.put_item().table_name(table).set_item(Some(items::version_item(&version, staged_at, None))).send().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -158,4 +163,24 @@ async fn a_version_staged_by_a_dead_writer_is_invisible_and_cleared_once_old() {
     assert_eq!(latest.transaction_id, "after");
     let dead = client.get_item().table_name(&table).set_key(Some(items::key("T|dead", "H"))).consistent_read(true).send().await.unwrap();
     assert_eq!(dead.item().and_then(|item| item.get("status")).and_then(|s| s.as_s().ok()).map(String::as_str), Some("aborted"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_larger_than_an_item_round_trips_through_s3() {
+    let (log, client, table) = log_with(|_| {}).await;
+    let large = format!(r#"{{"resourceType":"Binary","data":"{}"}}"#, "QUJD".repeat(INLINE_LIMIT / 2));
+    let key = StreamKey::new("t1", "Binary", "big");
+    let event = NewEvent { key: key.clone(), expected: ExpectedVersion::NoStream, operation: Operation::Create, body: Bytes::from(large.clone()) };
+    let appended = log.append(batch("large", vec![event, create(&patient("small"))])).await.unwrap();
+
+    let item = client.get_item().table_name(&table).set_key(Some(items::key("S|t1|Binary|big", items::version_sk(1)))).send().await.unwrap();
+    let item = item.item().expect("the version item");
+    assert!(item.contains_key("blob") && !item.contains_key("body"), "the body is in S3, not in the item");
+
+    let latest = log.read_latest(&key).await.unwrap().expect("the large version");
+    assert_eq!(latest.body, Bytes::from(large.clone()));
+    assert_eq!(event_log::hash::recompute(&latest), latest.hash, "the hash covers the body read back");
+    let from_log = log.read_from(appended[0].position - 1, 10).await.unwrap();
+    assert_eq!(from_log[0].body, Bytes::from(large));
+    assert_eq!(from_log[1].body, Bytes::from_static(b"{}"), "small bodies stay in the item");
 }

@@ -155,11 +155,12 @@ async fn stage(log: &DynamoEventLog, versions: &[Version]) -> std::result::Resul
 /// needs no atomicity: a failure unstages everything), then the pointers in one BatchWriteItem.
 async fn stage_chunk(log: &DynamoEventLog, chunk: &[Version], staged_at: i64) -> std::result::Result<(), Staging> {
     let puts = chunk.iter().map(|version| async move {
+        let blob = log.store_large_body(&version.body).await.map_err(Staging::Failed)?;
         let outcome = log
             .client
             .put_item()
             .table_name(log.table())
-            .set_item(Some(version_item(version, staged_at)))
+            .set_item(Some(version_item(version, staged_at, blob.as_deref())))
             .condition_expression("attribute_not_exists(pk)")
             .send()
             .await;

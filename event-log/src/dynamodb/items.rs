@@ -4,7 +4,7 @@
 //!
 //! | item | `pk` | `sk` | holds |
 //! |---|---|---|---|
-//! | version | `S|tenant|type|id` | `V|version` (20 digits) | the event: `tx`, `idx`, `op`, `at`, `actor`, `env`, `body`, `hash`, `prev`, `staged` |
+//! | version | `S|tenant|type|id` | `V|version` (20 digits) | the event: `tx`, `idx`, `op`, `at`, `actor`, `env`, `body` (or `blob`, its S3 object), `hash`, `prev`, `staged` |
 //! | pointer | `T|transaction` | `E|idx` (8 digits) | `s` (the version's `pk`) and `v` (its version) |
 //! | commit | `T|transaction` | `H` | `status` (`committed` or `aborted`), `pos` (first position), `n` |
 //! | log | `L|bucket` | position (20 digits) | `tx` and `n`: the commit that starts at that position |
@@ -105,8 +105,9 @@ pub struct Version {
     pub index: usize,
 }
 
-/// The version item of `version`, staged at `staged` (unix seconds).
-pub fn version_item(version: &Version, staged: i64) -> Item {
+/// The version item of `version`, staged at `staged` (unix seconds); with `blob`, the body is
+/// that S3 object rather than in the item.
+pub fn version_item(version: &Version, staged: i64, blob: Option<&str>) -> Item {
     let mut item = key(stream_pk(&version.key), version_sk(version.version));
     item.insert("tenant".into(), s(&version.key.tenant));
     item.insert("type".into(), s(&version.key.resource_type));
@@ -118,7 +119,9 @@ pub fn version_item(version: &Version, staged: i64) -> Item {
     item.insert("at".into(), s(canonical_time(version.recorded_at)));
     item.insert("actor".into(), s(&version.actor));
     item.insert("env".into(), n(version.envelope_version));
-    if !version.body.is_empty() {
+    if let Some(name) = blob {
+        item.insert("blob".into(), s(name));
+    } else if !version.body.is_empty() {
         item.insert("body".into(), AttributeValue::B(Blob::new(version.body.to_vec())));
     }
     item.insert("hash".into(), AttributeValue::B(Blob::new(version.hash.to_vec())));
@@ -127,7 +130,7 @@ pub fn version_item(version: &Version, staged: i64) -> Item {
     item
 }
 
-/// The event a committed version item holds, at `position`.
+/// The event a committed version item holds, at `position` (without its body if that is in S3).
 pub fn event_of(item: &Item, position: u64) -> Result<Event> {
     let operation = Operation::parse(get_s(item, "op")?).ok_or_else(|| corrupt("op"))?;
     let recorded_at = OffsetDateTime::parse(get_s(item, "at")?, &Rfc3339).map_err(|_| corrupt("at"))?;

@@ -27,10 +27,10 @@
 //! commit item as aborted, on the same condition, and either that succeeds (nothing was applied,
 //! it unstages and reports the error) or it finds the commit and reports success.
 //!
-//! Not yet: bodies larger than an item allows (about 400 KB) are refused rather than stored in
-//! S3.
+//! Bodies larger than an item allows go to S3 first (see `bodies`); the item points at them.
 
 mod append;
+mod bodies;
 mod commit;
 pub mod items;
 mod read;
@@ -44,6 +44,7 @@ use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement
 use aws_sdk_dynamodb::Client;
 use tokio::sync::{mpsc, oneshot, watch};
 
+pub use self::bodies::{create_bucket, INLINE_LIMIT};
 use crate::model::{AppendBatch, Appended, Event, StreamKey};
 use crate::{EventLog, LogError, Result};
 
@@ -51,6 +52,8 @@ use crate::{EventLog, LogError, Result};
 #[derive(Clone, Debug)]
 pub struct DynamoOptions {
     pub table: String,
+    /// The S3 bucket for bodies larger than an item allows (see [`INLINE_LIMIT`]).
+    pub bucket: String,
     /// Staged versions older than this, of transactions that never committed, are removed by the
     /// next writer they block.
     pub abandon_after: Duration,
@@ -61,14 +64,15 @@ pub struct DynamoOptions {
 }
 
 impl DynamoOptions {
-    pub fn new(table: impl Into<String>) -> Self {
-        Self { table: table.into(), abandon_after: Duration::from_secs(120), head_poll: Duration::from_millis(200), staging_concurrency: 8 }
+    pub fn new(table: impl Into<String>, bucket: impl Into<String>) -> Self {
+        Self { table: table.into(), bucket: bucket.into(), abandon_after: Duration::from_secs(120), head_poll: Duration::from_millis(200), staging_concurrency: 8 }
     }
 }
 
 /// The DynamoDB [`EventLog`].
 pub struct DynamoEventLog {
     client: Client,
+    s3: aws_sdk_s3::Client,
     options: DynamoOptions,
     /// Commit positions of transactions seen committed (they never change).
     committed: Mutex<HashMap<String, u64>>,
@@ -80,13 +84,13 @@ pub struct DynamoEventLog {
 const COMMIT_CACHE: usize = 100_000;
 
 impl DynamoEventLog {
-    /// A log over an existing table (see [`create_table`]). Starts a task that follows the head;
+    /// A log over an existing table and bucket (see [`create_table`], [`create_bucket`]). Starts a task that follows the head;
     /// it ends with the log.
-    pub async fn open(client: Client, options: DynamoOptions) -> Result<Arc<Self>> {
+    pub async fn open(client: Client, s3: aws_sdk_s3::Client, options: DynamoOptions) -> Result<Arc<Self>> {
         let head = Arc::new(watch::channel(commit::read_head(&client, &options.table).await?).0);
         let (commits, requests) = mpsc::channel(1024);
         tokio::spawn(commit::run(client.clone(), options.table.clone(), requests, head.clone()));
-        let log = Arc::new(Self { client, options, committed: Mutex::new(HashMap::new()), head, commits });
+        let log = Arc::new(Self { client, s3, options, committed: Mutex::new(HashMap::new()), head, commits });
         tokio::spawn(follow_head(Arc::downgrade(&log)));
         Ok(log)
     }

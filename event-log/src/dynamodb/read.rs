@@ -4,7 +4,7 @@
 use aws_sdk_dynamodb::types::KeysAndAttributes;
 
 use super::items::{
-    event_of, get_n, get_s, key, log_pk, log_sk, pointer_sk, s, stream_pk, transaction_pk, version_sk, Item, BUCKET, COMMITTED,
+    get_n, get_s, key, log_pk, log_sk, pointer_sk, s, stream_pk, transaction_pk, version_sk, Item, BUCKET, COMMITTED,
     COMMIT_SK,
 };
 use super::{storage, DynamoEventLog};
@@ -54,7 +54,7 @@ impl DynamoEventLog {
     /// The event a version item holds, if its transaction committed.
     async fn committed_event(&self, item: &Item) -> Result<Option<Event>> {
         match self.committed_at(get_s(item, "tx")?).await? {
-            Some(start) => Ok(Some(event_of(item, start + get_n(item, "idx")?)?)),
+            Some(start) => Ok(Some(self.event_from(item, start + get_n(item, "idx")?).await?)),
             None => Ok(None),
         }
     }
@@ -186,7 +186,7 @@ impl DynamoEventLog {
         let mut events: Vec<Event> = Vec::with_capacity(keys.len());
         for chunk in keys.chunks(BATCH_GET) {
             for item in self.batch_get(chunk.to_vec()).await? {
-                events.push(event_of(&item, commit.position + get_n(&item, "idx")?)?);
+                events.push(self.event_from(&item, commit.position + get_n(&item, "idx")?).await?);
             }
         }
         events.sort_by_key(|event| event.position);
@@ -237,7 +237,7 @@ impl DynamoEventLog {
         let version_key = key(get_s(pointer, "s")?, version_sk(get_n(pointer, "v")?));
         let output = self.client.get_item().table_name(self.table()).set_key(Some(version_key)).consistent_read(true).send().await;
         match output.map_err(storage)?.item() {
-            Some(item) => Ok(Some(event_of(item, position)?)),
+            Some(item) => Ok(Some(self.event_from(item, position).await?)),
             None => Ok(None),
         }
     }
