@@ -34,7 +34,7 @@ use std::collections::HashMap;
 use sha2::{Digest, Sha256};
 use time::{OffsetDateTime, UtcOffset};
 
-use crate::model::{Event, Operation, StreamKey, ENVELOPE_VERSION};
+use crate::model::{AppendBatch, Event, NewEvent, Operation, StreamKey, ENVELOPE_VERSION};
 use crate::{EventLog, Result};
 
 /// The `prev_hash` of every version 1.
@@ -66,6 +66,19 @@ impl<'a> Envelope<'a> {
             recorded_at: event.recorded_at,
             transaction_id: &event.transaction_id,
             actor: &event.actor,
+        }
+    }
+
+    /// The envelope `event` of `batch` gets as `version`.
+    pub fn of_new(event: &'a NewEvent, version: u64, batch: &'a AppendBatch) -> Self {
+        Self {
+            envelope_version: ENVELOPE_VERSION,
+            key: &event.key,
+            version,
+            operation: event.operation,
+            recorded_at: batch.recorded_at,
+            transaction_id: &batch.transaction_id,
+            actor: &batch.actor,
         }
     }
 

@@ -101,15 +101,7 @@ async fn prepare(log: &DynamoEventLog, batch: &AppendBatch) -> Result<Vec<Versio
         .enumerate()
         .map(|(index, (event, prev_hash))| {
             let version = event.expected.next_version();
-            let envelope = Envelope {
-                envelope_version: ENVELOPE_VERSION,
-                key: &event.key,
-                version,
-                operation: event.operation,
-                recorded_at: batch.recorded_at,
-                transaction_id: &batch.transaction_id,
-                actor: &batch.actor,
-            };
+            let envelope = Envelope::of_new(event, version, batch);
             Version {
                 key: event.key.clone(),
                 version,

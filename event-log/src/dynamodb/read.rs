@@ -70,7 +70,7 @@ impl DynamoEventLog {
             };
         }
         let mut events = Vec::new();
-        for item in self.stream_items(stream).await? {
+        for item in self.partition(stream_pk(stream), "V|").await? {
             if let Some(event) = self.committed_event(&item).await? {
                 events.push(event);
             }
@@ -82,49 +82,61 @@ impl DynamoEventLog {
     pub(super) async fn latest(&self, stream: &StreamKey) -> Result<Option<Event>> {
         let mut start: Option<Item> = None;
         loop {
-            let request = self
-                .client
-                .query()
-                .table_name(self.table())
-                .key_condition_expression("pk = :pk")
-                .expression_attribute_values(":pk", s(stream_pk(stream)))
-                .scan_index_forward(false)
-                .limit(4)
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take());
-            let output = request.send().await.map_err(storage)?;
-            for item in output.items() {
+            let (items, next) = self.page(stream_pk(stream), None, false, Some(4), start.take()).await?;
+            for item in &items {
                 if let Some(event) = self.committed_event(item).await? {
                     return Ok(Some(event));
                 }
             }
-            match output.last_evaluated_key() {
-                Some(last) => start = Some(last.clone()),
+            match next {
+                Some(next) => start = Some(next),
                 None => return Ok(None),
             }
         }
     }
 
-    /// Every version item of a stream (staged ones too), in version order.
-    async fn stream_items(&self, stream: &StreamKey) -> Result<Vec<Item>> {
+    /// Every item of a partition whose sort key starts with `prefix`, in sort key order.
+    async fn partition(&self, pk: String, prefix: &str) -> Result<Vec<Item>> {
         let mut items = Vec::new();
         let mut start: Option<Item> = None;
         loop {
-            let request = self
-                .client
-                .query()
-                .table_name(self.table())
-                .key_condition_expression("pk = :pk")
-                .expression_attribute_values(":pk", s(stream_pk(stream)))
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take());
-            let output = request.send().await.map_err(storage)?;
-            items.extend(output.items().iter().cloned());
-            match output.last_evaluated_key() {
-                Some(last) => start = Some(last.clone()),
+            let (page, next) = self.page(pk.clone(), Some(("begins_with(sk, :sk)", prefix.to_string())), true, None, start.take()).await?;
+            items.extend(page);
+            match next {
+                Some(next) => start = Some(next),
                 None => return Ok(items),
             }
         }
+    }
+
+    /// One page of a strongly consistent query of partition `pk`, its sort key narrowed by
+    /// `condition` (an expression on `:sk`, and the value), from `start`; returns the items and
+    /// where the next page starts.
+    async fn page(
+        &self,
+        pk: String,
+        condition: Option<(&str, String)>,
+        forward: bool,
+        limit: Option<i32>,
+        start: Option<Item>,
+    ) -> Result<(Vec<Item>, Option<Item>)> {
+        let mut request = self
+            .client
+            .query()
+            .table_name(self.table())
+            .expression_attribute_values(":pk", s(pk))
+            .scan_index_forward(forward)
+            .set_limit(limit)
+            .consistent_read(true)
+            .set_exclusive_start_key(start);
+        request = match condition {
+            Some((expression, value)) => {
+                request.key_condition_expression(format!("pk = :pk AND {expression}")).expression_attribute_values(":sk", s(value))
+            }
+            None => request.key_condition_expression("pk = :pk"),
+        };
+        let output = request.send().await.map_err(storage)?;
+        Ok((output.items().to_vec(), output.last_evaluated_key().cloned()))
     }
 
     /// The commit whose positions include `position`, if committed. Commits are contiguous, so
@@ -132,20 +144,8 @@ impl DynamoEventLog {
     async fn commit_covering(&self, position: u64) -> Result<Option<Commit>> {
         let mut bucket = position / BUCKET;
         loop {
-            let output = self
-                .client
-                .query()
-                .table_name(self.table())
-                .key_condition_expression("pk = :pk AND sk <= :sk")
-                .expression_attribute_values(":pk", s(log_pk(bucket * BUCKET)))
-                .expression_attribute_values(":sk", s(log_sk(position)))
-                .scan_index_forward(false)
-                .limit(1)
-                .consistent_read(true)
-                .send()
-                .await
-                .map_err(storage)?;
-            if let Some(item) = output.items().first() {
+            let (items, _) = self.page(log_pk(bucket * BUCKET), Some(("sk <= :sk", log_sk(position))), false, Some(1), None).await?;
+            if let Some(item) = items.first() {
                 let commit = commit_of_log_item(item)?;
                 return Ok((commit.position + commit.count > position).then_some(commit));
             }
@@ -158,27 +158,7 @@ impl DynamoEventLog {
 
     /// The events of one committed transaction, in position order.
     async fn transaction_events(&self, commit: &Commit) -> Result<Vec<Event>> {
-        let mut pointers: Vec<Item> = Vec::with_capacity(commit.count as usize);
-        let mut start: Option<Item> = None;
-        loop {
-            let output = self
-                .client
-                .query()
-                .table_name(self.table())
-                .key_condition_expression("pk = :pk AND begins_with(sk, :e)")
-                .expression_attribute_values(":pk", s(transaction_pk(&commit.transaction)))
-                .expression_attribute_values(":e", s("E|"))
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(storage)?;
-            pointers.extend(output.items().iter().cloned());
-            match output.last_evaluated_key() {
-                Some(last) => start = Some(last.clone()),
-                None => break,
-            }
-        }
+        let pointers = self.partition(transaction_pk(&commit.transaction), "E|").await?;
         let keys: Vec<Item> = pointers
             .iter()
             .map(|pointer| Ok(key(get_s(pointer, "s")?, version_sk(get_n(pointer, "v")?))))

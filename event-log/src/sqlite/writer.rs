@@ -231,16 +231,7 @@ fn insert_events(
     let mut position = *next_position;
     for (event, link) in batch.events.iter().zip(links) {
         let version = to_u64(link.version, "version")?;
-        let envelope = Envelope {
-            envelope_version: ENVELOPE_VERSION,
-            key: &event.key,
-            version,
-            operation: event.operation,
-            recorded_at: batch.recorded_at,
-            transaction_id: &batch.transaction_id,
-            actor: &batch.actor,
-        };
-        let hash = event_hash(&link.prev_hash, &envelope, &event.body);
+        let hash = event_hash(&link.prev_hash, &Envelope::of_new(event, version, batch), &event.body);
         statement.execute(rusqlite::params![
             position,
             event.key.tenant,
