@@ -27,9 +27,16 @@ use crate::{EventLog, LogError};
 /// Runs every suite function as its own `#[tokio::test]` against logs made by `$fresh`, an async
 /// fn returning `(Arc<dyn EventLog>, guard)`; the guard (a temporary directory, a table) lives
 /// until the test ends.
+///
+/// `event_log_suite!(@without_contention fresh_log)` runs all but the two contention functions,
+/// for a stand-in too slow for them at full size; call their `_scaled` forms beside it.
 #[macro_export]
 macro_rules! event_log_suite {
     ($fresh:path) => {
+        $crate::event_log_suite!(@without_contention $fresh);
+        $crate::event_log_suite!(@tests $fresh; concurrent_updates_to_one_resource, concurrent_appends_to_different_streams);
+    };
+    (@without_contention $fresh:path) => {
         $crate::event_log_suite!(@tests $fresh;
             create_then_second_create_conflicts,
             update_checks_expected_version,
@@ -40,8 +47,6 @@ macro_rules! event_log_suite {
             reads_by_stream_version_latest_and_position,
             tenants_are_isolated,
             hash_chain_is_valid_after_writes,
-            concurrent_updates_to_one_resource,
-            concurrent_appends_to_different_streams,
             watch_head_advances,
         );
     };

@@ -59,18 +59,7 @@ async fn fresh_log() -> (Arc<dyn EventLog>, ()) {
 // The whole suite but its two contention functions, which run below at a smaller size: moto
 // copies every table of the region on each TransactWriteItems (each commit), so 1,600 appends
 // take many minutes there and its memory grows by gigabytes.
-event_log::event_log_suite!(@tests fresh_log;
-    create_then_second_create_conflicts,
-    update_checks_expected_version,
-    multi_stream_append_is_atomic,
-    duplicate_stream_and_empty_append_are_rejected,
-    events_read_back_exactly,
-    positions_increase_and_read_from_pages_everything,
-    reads_by_stream_version_latest_and_position,
-    tenants_are_isolated,
-    hash_chain_is_valid_after_writes,
-    watch_head_advances,
-);
+event_log::event_log_suite!(@without_contention fresh_log);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_updates_to_one_resource() {

@@ -66,12 +66,9 @@ pub(super) async fn append(log: &DynamoEventLog, batch: AppendBatch) -> Result<V
 /// written, the append can never commit and is unstaged; refused, it committed, at the position
 /// returned.
 async fn settle(log: &DynamoEventLog, transaction: &str, versions: &[Version], error: LogError) -> Result<u64> {
-    let mut aborted = key(transaction_pk(transaction), COMMIT_SK);
-    aborted.insert("status".into(), s(ABORTED));
-    let outcome = log.client.put_item().table_name(log.table()).set_item(Some(aborted)).condition_expression("attribute_not_exists(pk)").send().await;
-    match outcome {
-        Ok(_) => {}
-        Err(refused) if refused.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
+    match abort(log, transaction).await {
+        Ok(true) => {}
+        Ok(false) => {
             if let Some((status, first)) = log.commit_status(transaction).await? {
                 if status == COMMITTED {
                     return Ok(first);
@@ -79,10 +76,23 @@ async fn settle(log: &DynamoEventLog, transaction: &str, versions: &[Version], e
             }
         }
         // Unknown either way: leave the staged versions to be cleared as abandoned.
-        Err(other) => return Err(LogError::Storage(format!("{error}; and the append could not be settled: {}", storage(other)))),
+        Err(other) => return Err(LogError::Storage(format!("{error}; and the append could not be settled: {other}"))),
     }
     unstage(log, versions).await;
     Err(error)
+}
+
+/// Writes `transaction`'s commit item as aborted, on the condition a commit is written on, so
+/// that it can never commit after. False if it already has a commit item (of either status).
+async fn abort(log: &DynamoEventLog, transaction: &str) -> Result<bool> {
+    let mut aborted = key(transaction_pk(transaction), COMMIT_SK);
+    aborted.insert("status".into(), s(ABORTED));
+    let outcome = log.client.put_item().table_name(log.table()).set_item(Some(aborted)).condition_expression("attribute_not_exists(pk)").send().await;
+    match outcome {
+        Ok(_) => Ok(true),
+        Err(error) if error.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(false),
+        Err(error) => Err(storage(error)),
+    }
 }
 
 /// Every event as a version: its number, and its hash over the expected version's hash.
@@ -229,22 +239,9 @@ async fn clear_abandoned(log: &DynamoEventLog, stream: &StreamKey, version: u64)
             if age < log.options.abandon_after.as_secs() as i64 {
                 return Ok(false);
             }
-            let mut aborted = key(transaction_pk(&transaction), COMMIT_SK);
-            aborted.insert("status".into(), s(ABORTED));
-            let outcome = log
-                .client
-                .put_item()
-                .table_name(log.table())
-                .set_item(Some(aborted))
-                .condition_expression("attribute_not_exists(pk)")
-                .send()
-                .await;
-            if let Err(error) = outcome {
-                if error.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) {
-                    // It committed (or was aborted) just now: look again next round.
-                    return Ok(true);
-                }
-                return Err(storage(error));
+            if !abort(log, &transaction).await? {
+                // It committed (or was aborted) just now: look again next round.
+                return Ok(true);
             }
             tracing::warn!(transaction, "aborted a transaction whose writer abandoned it");
         }

@@ -49,13 +49,18 @@ pub(super) async fn run(client: Client, table: String, mut requests: mpsc::Recei
         }
         known_head = commit_group(&client, &table, group, known_head).await;
         if let Some(position) = known_head {
-            head.send_if_modified(|head| {
-                let moved = position > *head;
-                *head = (*head).max(position);
-                moved
-            });
+            advance(&head, position);
         }
     }
+}
+
+/// Moves the watched head forward to `position` (never back).
+pub(super) fn advance(head: &watch::Sender<u64>, position: u64) {
+    head.send_if_modified(|head| {
+        let moved = position > *head;
+        *head = (*head).max(position);
+        moved
+    });
 }
 
 /// Commits one group, answering every request. Returns the head after it, when known.
@@ -68,11 +73,11 @@ async fn commit_group(client: &Client, table: &str, mut group: Vec<Request>, mut
                 Err(error) => return fail_all(group, &error),
             },
         };
-        let items = match group_items(table, &group, current) {
+        let total: u64 = group.iter().map(|request| request.count).sum();
+        let items = match group_items(table, &group, current, total) {
             Ok(items) => items,
             Err(error) => return fail_all(group, &error),
         };
-        let total: u64 = group.iter().map(|request| request.count).sum();
         let Err(error) = client.transact_write_items().set_transact_items(Some(items)).send().await else {
             let mut next = current + 1;
             for request in group {
@@ -112,8 +117,7 @@ fn fail_all(group: Vec<Request>, error: &LogError) -> Option<u64> {
 
 /// The head update (on the condition that the head is still `current`), then each append's
 /// commit item (on the condition that it has none) and log item.
-fn group_items(table: &str, group: &[Request], current: u64) -> Result<Vec<TransactWriteItem>> {
-    let total: u64 = group.iter().map(|request| request.count).sum();
+fn group_items(table: &str, group: &[Request], current: u64, total: u64) -> Result<Vec<TransactWriteItem>> {
     let move_head = Update::builder()
         .table_name(table)
         .set_key(Some(key(HEAD_PK, HEAD_PK)))

@@ -100,11 +100,7 @@ impl DynamoEventLog {
     }
 
     fn advance_head(&self, position: u64) {
-        self.head.send_if_modified(|head| {
-            let moved = position > *head;
-            *head = (*head).max(position);
-            moved
-        });
+        commit::advance(&self.head, position);
     }
 
     /// Commits a staged append of `count` events; returns its first position.
