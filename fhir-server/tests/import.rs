@@ -83,7 +83,11 @@ async fn import_reports_failures_and_never_duplicates() {
     let line = json_with_status(server.get("Patient/line-2").await, 200).await;
     assert_eq!(line["meta"]["versionId"], "1", "sending the same resource again wrote no new version");
     let observation: Value = json_with_status(server.get("Observation?_count=1").await, 200).await;
-    assert_eq!(observation["entry"][0]["resource"]["subject"]["reference"], "Patient/11111111-2222-4333-8444-555555555555");
+    let patient: Value = json_with_status(server.get("Patient?family=Imported").await, 200).await;
+    let patient_id = patient["entry"][0]["resource"]["id"].as_str().unwrap();
+    assert_eq!(observation["entry"][0]["resource"]["subject"]["reference"], format!("Patient/{patient_id}"), "references follow the imported id");
+    let observation_id = observation["entry"][0]["resource"]["id"].as_str().unwrap();
+    assert_eq!(observation_id[..12], patient_id[..12], "one bundle's resources share an id prefix");
 
     // The data directory is in use: a second writer is refused; --server goes through the API.
     let refused = import(data.path(), &[inputs.path().to_str().unwrap()]);
