@@ -96,9 +96,7 @@ pub fn parse_range(text: &str) -> Option<(OffsetDateTime, OffsetDateTime)> {
         };
         return Some((start, end));
     };
-    if day.is_none() {
-        return None;
-    }
+    day?;
     let (clock, offset) = split_offset(time_part)?;
     let mut clock_fields = clock.split(':');
     let hour: u8 = parse_digits(clock_fields.next()?, 2)?;

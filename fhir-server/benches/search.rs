@@ -218,7 +218,7 @@ async fn load(log: Option<&SqliteEventLog>, files: &[PathBuf]) -> Loaded {
                 _ => {}
             }
             *loaded.by_type.entry(resource_type.clone()).or_default() += 1;
-            let body: Bytes = command_api::resource::stamp(resource, &id, 1, recorded_at).expect("cannot stamp a resource");
+            let body: Bytes = command_api::resource::stamp(&resource, &id, 1, recorded_at).expect("cannot stamp a resource");
             events.push(NewEvent {
                 key: StreamKey::new(TENANT, resource_type, id),
                 expected: ExpectedVersion::NoStream,

@@ -92,6 +92,8 @@ impl Config {
 mod tests {
     use super::*;
 
+    // figment's `Jail` closures return its own large error type.
+    #[allow(clippy::result_large_err)]
     #[test]
     fn file_and_environment_override_defaults_and_unknown_keys_fail() {
         figment::Jail::expect_with(|jail| {

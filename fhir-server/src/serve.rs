@@ -48,7 +48,7 @@ pub fn open_log(config: &Config) -> anyhow::Result<Arc<SqliteEventLog>> {
         SyncMode::Normal => Synchronous::Normal,
     };
     let options = SqliteOptions { synchronous, ..SqliteOptions::default() };
-    let log = SqliteEventLog::open(&config.data_dir.join(LOG_FILE), options).context("cannot open the event log")?;
+    let log = SqliteEventLog::open(config.data_dir.join(LOG_FILE), options).context("cannot open the event log")?;
     Ok(Arc::new(log))
 }
 

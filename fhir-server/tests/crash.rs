@@ -68,7 +68,7 @@ async fn acknowledged_writes_survive_kill_9() {
                 let id = created["id"].as_str().unwrap().to_string();
                 acknowledged.lock().unwrap().insert(id.clone(), 1);
                 // Every other resource also gets an update, so streams have several versions.
-                if n % 2 == 0 {
+                if n.is_multiple_of(2) {
                     let mut next = created.clone();
                     next["active"] = json!(true);
                     let Ok(response) = client.put(format!("{base}/Patient/{id}")).header("content-type", "application/fhir+json").body(next.to_string()).send().await else {

@@ -100,9 +100,12 @@ fn invalid(index: usize, element: &str, why: impl Into<String>) -> Issue {
     Issue::error(IssueType::Invalid, why).at(format!("Bundle.entry[{index}].{element}"))
 }
 
+/// Each entry of a request Bundle, parsed, or the issue that names why it cannot be.
+pub type ParsedEntries = Vec<Result<BundleEntry, Issue>>;
+
 /// Parses the request Bundle. `base_url` is stripped from absolute request URLs. An entry that
 /// cannot be parsed is an issue naming it, in its place.
-pub fn parse_bundle(mut bundle: Value, base_url: &str) -> Result<(BundleKind, Vec<Result<BundleEntry, Issue>>), Vec<Issue>> {
+pub fn parse_bundle(mut bundle: Value, base_url: &str) -> Result<(BundleKind, ParsedEntries), Vec<Issue>> {
     let whole = |why: &str| vec![Issue::error(IssueType::Invalid, why)];
     if bundle.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
         return Err(whole("POST to the base takes a Bundle of type batch or transaction"));

@@ -1,0 +1,98 @@
+//! One resource version as an OpenSearch document: its identity, version and log position, and
+//! its index values (`fhir_core::search::extract`) under `p`, one nested object per value. A
+//! deleted resource stays as a document marked `deleted` (a tombstone with the delete's version),
+//! so that a late, older version can never bring it back (OpenSearch forgets deleted documents'
+//! versions after a while; a tombstone's version it keeps).
+
+use event_log::{Event, Operation};
+use fhir_core::search::{IndexEntry, IndexValue};
+use serde_json::{json, Map, Value};
+
+use crate::{IndexError, Result};
+
+fn unix_millis(event: &Event) -> i64 {
+    (event.recorded_at.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// The document for an event: its values, or a tombstone for a delete.
+pub fn document(event: &Event) -> Result<Value> {
+    let entries = if event.operation == Operation::Delete {
+        Vec::new()
+    } else {
+        let resource: Value = serde_json::from_slice(&event.body).map_err(|_| IndexError::BadBody(event.position))?;
+        fhir_core::search::extract::extract(&resource)
+    };
+    Ok(document_of(event, &entries))
+}
+
+pub fn document_of(event: &Event, entries: &[IndexEntry]) -> Value {
+    let mut parameters: Map<String, Value> = Map::new();
+    for entry in entries {
+        let value = value(entry);
+        match parameters.get_mut(&entry.param) {
+            Some(Value::Array(values)) => values.push(value),
+            _ => {
+                parameters.insert(entry.param.clone(), Value::Array(vec![value]));
+            }
+        }
+    }
+    json!({
+        "id": event.key.id,
+        "version": event.version,
+        "position": event.position,
+        "last_updated": unix_millis(event),
+        "deleted": event.operation == Operation::Delete,
+        "p": parameters,
+    })
+}
+
+fn value(entry: &IndexEntry) -> Value {
+    let mut object = Map::new();
+    object.insert("g".into(), json!(entry.group));
+    let mut put = |name: &str, value: Value| {
+        if !value.is_null() {
+            object.insert(name.into(), value);
+        }
+    };
+    match &entry.value {
+        IndexValue::String { normalized, exact } => {
+            put("norm", json!(normalized));
+            put("exact", json!(exact));
+        }
+        IndexValue::Token { system, code } => {
+            put("system", json!(system));
+            put("code", json!(code));
+        }
+        IndexValue::Text { normalized } => put("text", json!(normalized)),
+        IndexValue::OfType { system, code, value } => {
+            put("system", json!(system));
+            put("code", json!(code));
+            put("value", json!(value));
+        }
+        IndexValue::Date { low, high } => {
+            put("low", json!(low));
+            put("high", json!(high));
+        }
+        IndexValue::Number { value, low, high } => {
+            put("value", json!(value));
+            put("low", json!(low));
+            put("high", json!(high));
+        }
+        IndexValue::Quantity { value, low, high, system, code, unit } => {
+            put("value", json!(value));
+            put("low", json!(low));
+            put("high", json!(high));
+            put("system", json!(system));
+            put("code", json!(code));
+            put("unit", json!(unit));
+        }
+        IndexValue::Reference { resource_type, id, version, url } => {
+            put("type", json!(resource_type));
+            put("id", json!(id));
+            put("version", json!(version));
+            put("url", json!(url));
+        }
+        IndexValue::Uri(uri) => put("uri", json!(uri)),
+    }
+    Value::Object(object)
+}
