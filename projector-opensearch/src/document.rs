@@ -4,6 +4,8 @@
 //! so that a late, older version can never bring it back (OpenSearch forgets deleted documents'
 //! versions after a while; a tombstone's version it keeps).
 
+use std::collections::BTreeMap;
+
 use event_log::{Event, Operation};
 use fhir_core::search::{IndexEntry, IndexValue};
 use serde_json::{json, Map, Value};
@@ -27,14 +29,19 @@ pub fn document(event: &Event) -> Result<Value> {
 
 pub fn document_of(event: &Event, entries: &[IndexEntry]) -> Value {
     let mut parameters: Map<String, Value> = Map::new();
+    // Composite occurrences by (parameter, group): their component values by component.
+    let mut composites: BTreeMap<(&str, u32), Map<String, Value>> = BTreeMap::new();
     for entry in entries {
-        let value = value(entry);
-        match parameters.get_mut(&entry.param) {
-            Some(Value::Array(values)) => values.push(value),
-            _ => {
-                parameters.insert(entry.param.clone(), Value::Array(vec![value]));
-            }
+        if let Some((composite, component)) = entry.param.split_once('$') {
+            let occurrence = composites.entry((composite, entry.group)).or_default();
+            push(occurrence, component, value(entry));
+        } else {
+            push(&mut parameters, &entry.param, value(entry));
         }
+    }
+    for ((composite, group), mut components) in composites {
+        components.insert("g".into(), json!(group));
+        push(&mut parameters, composite, Value::Object(components));
     }
     json!({
         "id": event.key.id,
@@ -44,6 +51,15 @@ pub fn document_of(event: &Event, entries: &[IndexEntry]) -> Value {
         "deleted": event.operation == Operation::Delete,
         "p": parameters,
     })
+}
+
+fn push(into: &mut Map<String, Value>, name: &str, value: Value) {
+    match into.get_mut(name) {
+        Some(Value::Array(values)) => values.push(value),
+        _ => {
+            into.insert(name.to_string(), Value::Array(vec![value]));
+        }
+    }
 }
 
 fn value(entry: &IndexEntry) -> Value {

@@ -4,8 +4,9 @@
 //! system and code, a date's low and high end) are matched together. Its sub-fields follow the
 //! parameter's type, and `g` numbers the occurrence of a composite parameter its components
 //! belong to. Besides the parameter itself the extraction (`fhir_core::search::extract`) writes
-//! `{code}:identifier` (a token) for a reference, `{code}:of-type` for a token, and `{code}${n}`
-//! for the components of a composite. The mapping is strict: a value the mapping does not
+//! `{code}:identifier` (a token) for a reference and `{code}:of-type` for a token; a composite's
+//! component values (`{code}${n}`) go inside one object per occurrence, under `{n}`, each nested
+//! in turn. The mapping is strict: a value the mapping does not
 //! describe is an error, never silently unindexed.
 
 use fhir_core::definitions::{r4, SearchParamType, SearchParameter};
@@ -45,12 +46,17 @@ fn fields(parameter: &SearchParameter, into: &mut Map<String, Value>) {
     let code = &parameter.code;
     match parameter.kind {
         SearchParamType::Composite => {
+            // One nested object per occurrence, its components nested inside it by position, so
+            // a query can ask for all components of one occurrence.
+            let mut components = Map::new();
+            components.insert("g".into(), json!({"type": "integer"}));
             for (index, component) in parameter.component.iter().enumerate() {
                 let kind = r4().search_parameter_by_url(&component.definition).map(|definition| definition.kind);
                 if let Some(shape) = kind.and_then(shape) {
-                    into.insert(format!("{code}${index}"), shape);
+                    components.insert(index.to_string(), shape);
                 }
             }
+            into.insert(code.clone(), json!({"type": "nested", "properties": components}));
         }
         kind => {
             if let Some(shape) = shape(kind) {
@@ -88,8 +94,13 @@ pub fn mappings(resource_type: &str) -> Value {
 /// The settings of the index of `resource_type`: OpenSearch allows 50 nested fields per index by
 /// default, fewer than some types have parameters.
 pub fn settings(mappings: &Value) -> Value {
-    let nested = mappings["properties"]["p"]["properties"].as_object().map_or(0, Map::len);
-    json!({ "index.mapping.nested_fields.limit": nested.max(50) })
+    json!({ "index.mapping.nested_fields.limit": nested_fields(mappings).max(50) })
+}
+
+/// Nested fields at any depth.
+fn nested_fields(mapping: &Value) -> usize {
+    let own = usize::from(mapping["type"] == "nested");
+    own + mapping["properties"].as_object().map_or(0, |properties| properties.values().map(nested_fields).sum())
 }
 
 /// The paths (`p.code.system`) a document uses that `mappings` does not describe.
@@ -99,17 +110,27 @@ pub fn unmapped(mappings: &Value, document: &Value) -> Vec<String> {
     if let Some(parameters) = document["p"].as_object() {
         for (parameter, values) in parameters {
             for value in values.as_array().into_iter().flatten() {
-                for field in value.as_object().into_iter().flat_map(|object| object.keys()) {
-                    if described[parameter]["properties"].get(field).is_none() {
-                        missing.push(format!("p.{parameter}.{field}"));
-                    }
-                }
+                check(&described[parameter], value, &format!("p.{parameter}"), &mut missing);
             }
         }
     }
     missing.sort();
     missing.dedup();
     missing
+}
+
+/// Checks one stored value (or a composite's component values inside it) against its mapping.
+fn check(described: &Value, value: &Value, path: &str, missing: &mut Vec<String>) {
+    for (field, inner) in value.as_object().into_iter().flatten() {
+        let mapped = &described["properties"][field];
+        if mapped.is_null() {
+            missing.push(format!("{path}.{field}"));
+        } else if let Some(components) = inner.as_array() {
+            for component in components {
+                check(mapped, component, &format!("{path}.{field}"), missing);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -126,7 +147,7 @@ mod tests {
         assert_eq!(p["date"]["properties"]["low"]["type"], "long");
         assert_eq!(p["subject"]["properties"]["id"]["type"], "keyword");
         assert_eq!(p["subject:identifier"]["properties"]["code"]["type"], "keyword");
-        assert_eq!(p["code-value-quantity$1"]["properties"]["unit"]["type"], "keyword", "a composite's components by their own types");
+        assert_eq!(p["code-value-quantity"]["properties"]["1"]["properties"]["unit"]["type"], "keyword", "a composite's components by their own types");
         assert_eq!(p["_lastUpdated"]["properties"]["high"]["type"], "long", "parameters of Resource too");
         assert!(p.get("near").is_none());
     }

@@ -109,7 +109,7 @@ async fn each_tenant_and_type_has_its_own_index_with_the_mapping_of_its_type() {
     let (_, description) = answer.as_object().unwrap().iter().next().unwrap();
     let p = &description["mappings"]["properties"]["p"]["properties"];
     assert_eq!(p["value-quantity"]["properties"]["value"]["type"], "double");
-    assert_eq!(p["code-value-quantity$1"]["properties"]["code"]["type"], "keyword");
+    assert_eq!(p["code-value-quantity"]["properties"]["1"]["properties"]["code"]["type"], "keyword");
     assert_eq!(description["mappings"]["dynamic"], "strict");
 }
 
