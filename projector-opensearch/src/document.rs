@@ -45,6 +45,7 @@ pub fn document_of(event: &Event, entries: &[IndexEntry]) -> Value {
     }
     json!({
         "id": event.key.id,
+        "type": event.key.resource_type,
         "version": event.version,
         "position": event.position,
         "last_updated": unix_millis(event),

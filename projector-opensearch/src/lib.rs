@@ -9,12 +9,13 @@
 //!   [`OpenSearchIndex::reindex`], which builds the next generation of every index by replay and
 //!   then moves the aliases, with no downtime.
 //!
-//! Answering queries of the shared query model with the query DSL is not here yet.
+//! - [`search`] answers queries of the shared query model with the query DSL.
 
 pub mod document;
 pub mod mapping;
 pub mod names;
 mod reindex;
+pub mod search;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Mutex;

@@ -82,6 +82,7 @@ pub fn mappings(resource_type: &str) -> Value {
         "dynamic": "strict",
         "properties": {
             "id": keyword(),
+            "type": keyword(),
             "version": {"type": "long"},
             "position": {"type": "long"},
             "last_updated": {"type": "long"},

@@ -23,7 +23,12 @@ impl Names {
     }
 
     pub fn alias(&self, tenant: &str, resource_type: &str) -> String {
-        format!("{}.{}.{}", self.prefix, encode_tenant(tenant), resource_type.to_ascii_lowercase())
+        format!("{}{}", self.tenant_prefix(tenant), resource_type.to_ascii_lowercase())
+    }
+
+    /// What every alias of `tenant` starts with (a type follows).
+    pub fn tenant_prefix(&self, tenant: &str) -> String {
+        format!("{}.{}.", self.prefix, encode_tenant(tenant))
     }
 
     pub fn index(&self, alias: &str, generation: u32) -> String {
