@@ -24,7 +24,7 @@ use tokio::sync::watch;
 use tokio::task::{AbortHandle, JoinSet};
 
 use crate::leases::{now_ms, Lease, Leases};
-use crate::record::resolve;
+use crate::record::{resolve, Resolved};
 use crate::{kinesis_error, Result, StreamError, StreamProjection};
 
 #[derive(Clone, Debug)]
@@ -206,7 +206,7 @@ impl Consumer {
         while !*shutdown.borrow() {
             let Some(current) = iterator.take() else {
                 // The shard is closed and read to its end.
-                return self.leases.renew(name, checkpoint.as_deref(), true).await;
+                return self.leases.renew(name, checkpoint.as_deref(), None, true).await;
             };
             let output = match self.kinesis.get_records().shard_iterator(current).limit(self.options.batch).send().await {
                 Ok(output) => output,
@@ -221,10 +221,12 @@ impl Consumer {
             iterator = output.next_shard_iterator.clone();
             let records = output.records();
             if let Some(last) = records.last() {
-                let events = self.events(records).await?;
-                self.apply(&events, name, &mut shutdown).await?;
+                let (events, mark) = self.events(records).await?;
+                if !events.is_empty() {
+                    self.apply(&events, name, &mut shutdown).await?;
+                }
                 checkpoint = Some(last.sequence_number().to_string());
-                self.leases.renew(name, checkpoint.as_deref(), false).await?;
+                self.leases.renew(name, checkpoint.as_deref(), mark, false).await?;
                 renewed = Instant::now();
                 continue;
             }
@@ -233,7 +235,7 @@ impl Consumer {
                 continue;
             }
             if renewed.elapsed() >= renew_every {
-                self.leases.renew(name, None, false).await?;
+                self.leases.renew(name, None, None, false).await?;
                 renewed = Instant::now();
             }
             self.pause(&mut shutdown, self.options.idle_poll).await;
@@ -241,18 +243,19 @@ impl Consumer {
         Ok(())
     }
 
-    /// The records' events; a record that is not one of ours is logged (never its content) and
-    /// passed over, since no retry could ever apply it.
-    async fn events(&self, records: &[aws_sdk_kinesis::types::Record]) -> Result<Vec<Event>> {
-        let mut events = Vec::with_capacity(records.len());
+    /// The records' events and the highest mark among them; a record that is not one of ours is
+    /// logged (never its content) and passed over, since no retry could ever apply it.
+    async fn events(&self, records: &[aws_sdk_kinesis::types::Record]) -> Result<(Vec<Event>, Option<u64>)> {
+        let (mut events, mut mark) = (Vec::with_capacity(records.len()), None);
         for record in records {
             match resolve(record.data().as_ref(), self.log.as_ref()).await {
-                Ok(event) => events.push(event),
+                Ok(Resolved::Event(event)) => events.push(event),
+                Ok(Resolved::Mark(position)) => mark = mark.max(Some(position)),
                 Err(StreamError::Encoding(why)) => tracing::error!(sequence = record.sequence_number(), %why, "passing over a record that is not an event"),
                 Err(error) => return Err(error),
             }
         }
-        Ok(events)
+        Ok((events, mark))
     }
 
     /// Applies until it succeeds, renewing the lease meanwhile; stops if the lease is lost.
@@ -267,7 +270,7 @@ impl Consumer {
             if *shutdown.borrow() {
                 return Err(StreamError::LeaseLost(name.to_string()));
             }
-            self.leases.renew(name, None, false).await?;
+            self.leases.renew(name, None, None, false).await?;
             backoff = (backoff * 2).min(Duration::from_secs(5));
         }
     }
@@ -276,6 +279,35 @@ impl Consumer {
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = shutdown.changed() => {}
+        }
+    }
+}
+
+/// How far a projection has got, as one log position: every event at or below it has been
+/// applied. It is the lowest mark applied over the shards not yet read to their end (a shard
+/// without a lease or a mark yet holds it at 0).
+pub async fn watermark(kinesis: &aws_sdk_kinesis::Client, leases: &Leases, projection: &str, stream: &str) -> Result<u64> {
+    let prefix = format!("{projection}|{stream}|");
+    let marks: HashMap<String, Lease> = leases.list(&prefix).await?.into_iter().map(|lease| (lease.name.clone(), lease)).collect();
+    let mut lowest: Option<u64> = None;
+    let mut next: Option<String> = None;
+    loop {
+        let request = match &next {
+            Some(token) => kinesis.list_shards().next_token(token),
+            None => kinesis.list_shards().stream_name(stream),
+        };
+        let output = request.send().await.map_err(kinesis_error)?;
+        for shard in output.shards() {
+            let lease = marks.get(&format!("{prefix}{}", shard.shard_id()));
+            if lease.is_some_and(|lease| lease.finished) {
+                continue;
+            }
+            let mark = lease.and_then(|lease| lease.mark).unwrap_or(0);
+            lowest = Some(lowest.map_or(mark, |lowest| lowest.min(mark)));
+        }
+        match output.next_token {
+            Some(token) => next = Some(token),
+            None => return Ok(lowest.unwrap_or(0)),
         }
     }
 }

@@ -6,13 +6,14 @@
 //! applying the first ones again is harmless), and the first record that fails is reported:
 //! Lambda checkpoints the records before it and retries from it, so one bad record holds back
 //! only itself and what follows it in its shard, until the mapping's retry limit sends it to the
-//! failure destination. Records that are not events are logged and passed over.
+//! failure destination. Records that are not events are logged and passed over, and marks are
+//! ignored: `consumer::watermark` knows only the long-running workers' progress.
 
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use aws_lambda_events::event::streams::KinesisEventResponse;
 use event_log::{Event, EventLog};
 
-use crate::record::resolve;
+use crate::record::{resolve, Resolved};
 use crate::{StreamError, StreamProjection};
 
 /// Handles one Kinesis event batch.
@@ -22,7 +23,9 @@ pub async fn handle(event: &KinesisEvent, log: &dyn EventLog, projection: &dyn S
     for record in &event.records {
         let sequence = record.kinesis.sequence_number.as_str();
         match resolve(&record.kinesis.data, log).await {
-            Ok(decoded) => events.push((sequence, decoded)),
+            Ok(Resolved::Event(decoded)) => events.push((sequence, decoded)),
+            // Marks tell the long-running workers' watermark; a Lambda keeps no lease to record them in.
+            Ok(Resolved::Mark(_)) => {}
             Err(StreamError::Encoding(why)) => tracing::error!(sequence, %why, "passing over a record that is not an event"),
             Err(error) => {
                 // The log could not be read for a body sent by reference: retry from here.

@@ -1,6 +1,7 @@
 //! Leases and checkpoints in a DynamoDB table, one item per lease (`lease` is the key): who holds
 //! it (`owner`) until when (`expires`, Unix milliseconds), how far its holder got (`checkpoint`),
-//! and whether its work is over (`finished`, for a shard read to its end).
+//! whether its work is over (`finished`, for a shard read to its end), and the last mark applied
+//! (`mark`, a log position; see `record`).
 //!
 //! Every change is conditional on the holder: a worker that lost its lease (it paused longer than
 //! the lease lasts, and another took over) cannot move the checkpoint any more, so two workers
@@ -23,6 +24,7 @@ pub struct Lease {
     pub expires_ms: u64,
     pub checkpoint: Option<String>,
     pub finished: bool,
+    pub mark: Option<u64>,
 }
 
 impl Lease {
@@ -65,6 +67,7 @@ fn from_item(item: &HashMap<String, AttributeValue>) -> Lease {
         expires_ms: item.get("expires").and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok()).unwrap_or(0),
         checkpoint: text("checkpoint"),
         finished: item.get("finished").and_then(|v| v.as_bool().ok()).copied().unwrap_or(false),
+        mark: item.get("mark").and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok()),
     }
 }
 
@@ -147,9 +150,10 @@ impl Leases {
         }
     }
 
-    /// Extends a lease we hold and records how far we got (`checkpoint`, when given) and whether
-    /// the work is over. [`StreamError::LeaseLost`] if another worker holds it now.
-    pub async fn renew(&self, name: &str, checkpoint: Option<&str>, finished: bool) -> Result<()> {
+    /// Extends a lease we hold and records how far we got (`checkpoint` and the last `mark`
+    /// applied, when given) and whether the work is over. [`StreamError::LeaseLost`] if another
+    /// worker holds it now.
+    pub async fn renew(&self, name: &str, checkpoint: Option<&str>, mark: Option<u64>, finished: bool) -> Result<()> {
         let mut update = String::from("SET expires = :until");
         let mut request = self
             .client
@@ -163,6 +167,10 @@ impl Leases {
         if let Some(checkpoint) = checkpoint {
             update.push_str(", checkpoint = :checkpoint");
             request = request.expression_attribute_values(":checkpoint", s(checkpoint));
+        }
+        if let Some(mark) = mark {
+            update.push_str(", mark = :mark");
+            request = request.expression_attribute_values(":mark", n(mark));
         }
         if finished {
             update.push_str(", finished = :yes");

@@ -5,6 +5,11 @@
 //! travels as its header alone, marked `by_ref`, and the consumer reads the body from the log.
 //! The partition key is the resource (`tenant/type/id`), so one resource's versions go to one
 //! shard, in order.
+//!
+//! A *mark* (`{"mark":P}`, no body) says that every event at or below log position P that
+//! belongs in this shard came before it: the relay puts one in every shard after each batch, and
+//! a projection's workers record the marks they applied, which gives how far the projection has
+//! got as one log position (`consumer::watermark`).
 
 use bytes::{BufMut, Bytes, BytesMut};
 use event_log::{Event, EventLog, Operation, StreamKey};
@@ -73,10 +78,21 @@ pub fn encode(event: &Event) -> Result<Bytes> {
 }
 
 /// An event read from a record: whole, or (for a body too large for a record) to be completed
-/// from the log.
+/// from the log; or a mark.
 pub enum Decoded {
     Whole(Event),
     ByRef { key: StreamKey, version: u64 },
+    Mark(u64),
+}
+
+#[derive(Serialize, Deserialize)]
+struct Mark {
+    mark: u64,
+}
+
+/// The record data of a mark at `position`.
+pub fn encode_mark(position: u64) -> Bytes {
+    Bytes::from(format!(r#"{{"mark":{position}}}"#))
 }
 
 /// Reads record data; an error names what is wrong with it, never its content.
@@ -86,6 +102,10 @@ pub fn decode(data: &[u8]) -> Result<Decoded> {
         None => (data, &data[data.len()..]),
     };
     let bad = |what: &str| StreamError::Encoding(format!("a record's {what} is malformed"));
+    if body.is_empty() && line.starts_with(br#"{"mark":"#) {
+        let mark: Mark = serde_json::from_slice(line).map_err(|_| bad("mark"))?;
+        return Ok(Decoded::Mark(mark.mark));
+    }
     let header: Header = serde_json::from_slice(line).map_err(|_| bad("header"))?;
     let key = StreamKey::new(header.tenant, header.resource_type, header.id);
     if header.by_ref {
@@ -110,13 +130,22 @@ pub fn decode(data: &[u8]) -> Result<Decoded> {
     }))
 }
 
-/// Decodes record data into the event, reading a body that travelled by reference from the log.
-pub async fn resolve(data: &[u8], log: &dyn EventLog) -> Result<Event> {
+/// What a record carries, complete.
+#[derive(Debug)]
+pub enum Resolved {
+    Event(Event),
+    Mark(u64),
+}
+
+/// Decodes record data, reading a body that travelled by reference from the log.
+pub async fn resolve(data: &[u8], log: &dyn EventLog) -> Result<Resolved> {
     match decode(data)? {
-        Decoded::Whole(event) => Ok(event),
+        Decoded::Whole(event) => Ok(Resolved::Event(event)),
+        Decoded::Mark(position) => Ok(Resolved::Mark(position)),
         Decoded::ByRef { key, version } => log
             .read_version(&key, version)
             .await?
+            .map(Resolved::Event)
             .ok_or_else(|| StreamError::Encoding(format!("a record names version {version} of a resource the log does not hold"))),
     }
 }
@@ -155,6 +184,12 @@ mod tests {
         assert!(data.len() < 1000);
         let Decoded::ByRef { key, version } = decode(&data).unwrap() else { panic!("by reference") };
         assert_eq!((key, version), (original.key, 3));
+    }
+
+    #[test]
+    fn a_mark_round_trips() {
+        let Decoded::Mark(position) = decode(&encode_mark(1234)).unwrap() else { panic!("a mark") };
+        assert_eq!(position, 1234);
     }
 
     #[test]

@@ -12,6 +12,9 @@
 //! in version order (records of one round may land in any order, but they are of different
 //! resources).
 //!
+//! After each batch a mark (`record`) goes to every open shard, which lets a projection's
+//! workers tell how far, as a log position, they have applied everything.
+//!
 //! On AWS, DynamoDB's Kinesis streaming destination could replace the relay, but it streams
 //! every item change, including staged versions of transactions that never commit: its
 //! consumers would have to honour commit items. The relay sends committed events only.
@@ -26,7 +29,7 @@ use event_log::{Event, EventLog};
 use tokio::sync::watch;
 
 use crate::leases::Leases;
-use crate::record::{encode, partition_key};
+use crate::record::{encode, encode_mark, partition_key};
 use crate::{kinesis_error, Result, StreamError};
 
 /// Events read from the log per step.
@@ -89,8 +92,40 @@ impl Relay {
         let events = self.log.read_from(after, READ_BATCH).await?;
         let Some(last) = events.last() else { return Ok(Step::CaughtUp) };
         self.publish(&events).await?;
-        self.leases.renew(&self.lease, Some(&last.position.to_string()), false).await?;
+        self.mark(last.position).await?;
+        self.leases.renew(&self.lease, Some(&last.position.to_string()), None, false).await?;
         Ok(Step::Relayed(events.len()))
+    }
+
+    /// Puts a mark at `position` in every open shard, after the events it covers.
+    async fn mark(&self, position: u64) -> Result<()> {
+        let mut marks = Vec::new();
+        let mut next: Option<String> = None;
+        loop {
+            let request = match &next {
+                Some(token) => self.kinesis.list_shards().next_token(token),
+                None => self.kinesis.list_shards().stream_name(&self.stream),
+            };
+            let output = request.send().await.map_err(kinesis_error)?;
+            for shard in output.shards().iter().filter(|shard| shard.sequence_number_range().and_then(|r| r.ending_sequence_number()).is_none()) {
+                let starting_hash = shard.hash_key_range().map(|range| range.starting_hash_key().to_string()).unwrap_or_default();
+                let entry = PutRecordsRequestEntry::builder()
+                    .partition_key("mark")
+                    .explicit_hash_key(starting_hash)
+                    .data(Blob::new(encode_mark(position)))
+                    .build()
+                    .map_err(kinesis_error)?;
+                marks.push(entry);
+            }
+            match output.next_token {
+                Some(token) => next = Some(token),
+                None => break,
+            }
+        }
+        for round in marks.chunks(MAX_RECORDS) {
+            self.put_round(round.to_vec()).await?;
+        }
+        Ok(())
     }
 
     /// Puts events on the stream in rounds of distinct resources.

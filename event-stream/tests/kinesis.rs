@@ -12,9 +12,9 @@ use bytes::Bytes;
 use event_log::dynamodb::{create_bucket, create_table, DynamoEventLog, DynamoOptions};
 use event_log::sqlite::{SqliteEventLog, SqliteOptions};
 use event_log::{AppendBatch, Event, EventLog, ExpectedVersion, NewEvent, Operation, StreamKey};
-use event_stream::consumer::{Consumer, ConsumerOptions};
+use event_stream::consumer::{watermark, Consumer, ConsumerOptions};
 use event_stream::leases::{self, Leases};
-use event_stream::record::{decode, encode, Decoded, MAX_DATA};
+use event_stream::record::{decode, encode, Decoded, Resolved, MAX_DATA};
 use event_stream::relay::{Relay, Step};
 use event_stream::{create_stream, StreamProjection};
 use time::OffsetDateTime;
@@ -77,8 +77,9 @@ impl Aws {
                     break;
                 }
                 for record in output.records() {
-                    let event = event_stream::record::resolve(record.data().as_ref(), log).await.unwrap();
-                    all.push((shard.shard_id().to_string(), event));
+                    if let Resolved::Event(event) = event_stream::record::resolve(record.data().as_ref(), log).await.unwrap() {
+                        all.push((shard.shard_id().to_string(), event));
+                    }
                 }
                 iterator = output.next_shard_iterator.unwrap();
             }
@@ -361,6 +362,33 @@ async fn a_split_shard_is_read_to_its_end_before_its_children_and_a_failing_batc
     .await;
     // (moto keeps routing records to the closed parent after a split, so that records reach the
     // children is not shown here; the readiness rule has its own unit test.)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watermark_is_the_lowest_mark_the_workers_applied() {
+    let aws = aws().await;
+    let directory = tempfile::tempdir().unwrap();
+    let log = sqlite_log(&directory);
+    let stream = aws.stream(2).await;
+    let lease_time = Duration::from_secs(3);
+    let relay = Relay::new(log.clone(), aws.kinesis.clone(), &stream, aws.leases("relay", lease_time).await);
+    let leases = aws.leases("worker", lease_time).await;
+    write(log.as_ref(), &ids("p", 10), 1, 5).await;
+    relay_until_caught_up(&relay).await;
+    let first_head = log.head().await.unwrap();
+    assert_eq!(watermark(&aws.kinesis, &leases, "recorder", &stream).await.unwrap(), 0, "no worker has applied anything");
+
+    let recorder = Recorder::new();
+    let (_stop, stopped) = watch::channel(false);
+    tokio::spawn(Consumer::new(aws.kinesis.clone(), leases.clone(), log.clone(), recorder.clone(), options(&stream)).run(stopped.clone()));
+    wait_for("the watermark to reach the head", || futures_lite_block(watermark(&aws.kinesis, &leases, "recorder", &stream)).unwrap() == first_head).await;
+    assert_eq!(recorder.distinct().len(), 10, "everything below the watermark was applied");
+
+    write(log.as_ref(), &ids("p", 10), 2, 10).await;
+    relay_until_caught_up(&relay).await;
+    let second_head = log.head().await.unwrap();
+    wait_for("the watermark to follow", || futures_lite_block(watermark(&aws.kinesis, &leases, "recorder", &stream)).unwrap() == second_head).await;
+    assert_eq!(recorder.distinct(), expected(&ids("p", 10), 1..=2));
 }
 
 fn kinesis_event(records: &[(&str, Vec<u8>)]) -> aws_lambda_events::event::kinesis::KinesisEvent {
