@@ -249,7 +249,7 @@ impl Consumer {
         let (mut events, mut mark) = (Vec::with_capacity(records.len()), None);
         for record in records {
             match resolve(record.data().as_ref(), self.log.as_ref()).await {
-                Ok(Resolved::Event(event)) => events.push(event),
+                Ok(Resolved::Event(event)) => events.push(*event),
                 Ok(Resolved::Mark(position)) => mark = mark.max(Some(position)),
                 Err(StreamError::Encoding(why)) => tracing::error!(sequence = record.sequence_number(), %why, "passing over a record that is not an event"),
                 Err(error) => return Err(error),

@@ -23,7 +23,7 @@ pub async fn handle(event: &KinesisEvent, log: &dyn EventLog, projection: &dyn S
     for record in &event.records {
         let sequence = record.kinesis.sequence_number.as_str();
         match resolve(&record.kinesis.data, log).await {
-            Ok(Resolved::Event(decoded)) => events.push((sequence, decoded)),
+            Ok(Resolved::Event(decoded)) => events.push((sequence, *decoded)),
             // Marks tell the long-running workers' watermark; a Lambda keeps no lease to record them in.
             Ok(Resolved::Mark(_)) => {}
             Err(StreamError::Encoding(why)) => tracing::error!(sequence, %why, "passing over a record that is not an event"),

@@ -133,19 +133,19 @@ pub fn decode(data: &[u8]) -> Result<Decoded> {
 /// What a record carries, complete.
 #[derive(Debug)]
 pub enum Resolved {
-    Event(Event),
+    Event(Box<Event>),
     Mark(u64),
 }
 
 /// Decodes record data, reading a body that travelled by reference from the log.
 pub async fn resolve(data: &[u8], log: &dyn EventLog) -> Result<Resolved> {
     match decode(data)? {
-        Decoded::Whole(event) => Ok(Resolved::Event(event)),
+        Decoded::Whole(event) => Ok(Resolved::Event(Box::new(event))),
         Decoded::Mark(position) => Ok(Resolved::Mark(position)),
         Decoded::ByRef { key, version } => log
             .read_version(&key, version)
             .await?
-            .map(Resolved::Event)
+            .map(|event| Resolved::Event(Box::new(event)))
             .ok_or_else(|| StreamError::Encoding(format!("a record names version {version} of a resource the log does not hold"))),
     }
 }

@@ -78,7 +78,7 @@ impl Aws {
                 }
                 for record in output.records() {
                     if let Resolved::Event(event) = event_stream::record::resolve(record.data().as_ref(), log).await.unwrap() {
-                        all.push((shard.shard_id().to_string(), event));
+                        all.push((shard.shard_id().to_string(), *event));
                     }
                 }
                 iterator = output.next_shard_iterator.unwrap();
