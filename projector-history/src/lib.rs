@@ -10,9 +10,11 @@
 //!
 //! Layout:
 //! - [`store`]: the SQLite read model (schema, apply, queries).
+//! - [`dynamodb`]: the same history on DynamoDB for AWS mode, fed from the event stream.
 //!
 //! The store implements [`event_log::tail::Projection`]; [`run`] feeds it from the log.
 
+pub mod dynamodb;
 pub mod store;
 
 use std::sync::Arc;

@@ -1,45 +1,13 @@
 //! Behaviour of the history read model: idempotent apply, ordering, paging, `_since`/`_at`,
 //! tenants, and a restart that keeps the checkpoint.
 
-use bytes::Bytes;
-use event_log::{Event, Operation, StreamKey};
+mod common;
+
+use common::{query, sample, T0};
+use event_log::StreamKey;
 use fhir_core::history::{HistoryQuery, HistoryScope};
 use projector_history::{CurrentState, HistoryStore};
-use time::macros::datetime;
-use time::{Duration, OffsetDateTime};
-
-const T0: OffsetDateTime = datetime!(2024-01-01 00:00 UTC);
-
-fn event(position: u64, tenant: &str, resource_type: &str, id: &str, version: u64, operation: Operation, minutes: i64) -> Event {
-    Event {
-        position,
-        key: StreamKey::new(tenant, resource_type, id),
-        version,
-        operation,
-        recorded_at: T0 + Duration::minutes(minutes),
-        transaction_id: format!("tx{position}"),
-        actor: "test".into(),
-        body: Bytes::from_static(b"{}"),
-        hash: [0; 32],
-        prev_hash: [0; 32],
-        envelope_version: 1,
-    }
-}
-
-fn sample() -> Vec<Event> {
-    vec![
-        event(1, "t1", "Patient", "a", 1, Operation::Create, 0),
-        event(2, "t1", "Patient", "b", 1, Operation::Create, 1),
-        event(3, "t1", "Observation", "o", 1, Operation::Create, 2),
-        event(4, "t1", "Patient", "a", 2, Operation::Update, 3),
-        event(5, "t2", "Patient", "a", 1, Operation::Create, 4),
-        event(6, "t1", "Patient", "a", 3, Operation::Delete, 5),
-    ]
-}
-
-fn query(scope: HistoryScope) -> HistoryQuery {
-    HistoryQuery { scope, since: None, at: None, count: 50, before: None }
-}
+use time::Duration;
 
 fn open() -> (tempfile::TempDir, HistoryStore) {
     let dir = tempfile::tempdir().unwrap();
