@@ -31,6 +31,58 @@ pub struct Config {
     /// Longest wait, in milliseconds, for the search index to catch up with earlier writes
     /// (`Prefer: read-your-writes` searches and conditional operations).
     pub search_wait_ms: u64,
+    /// `embedded` (SQLite in `data_dir`) or `aws` (DynamoDB, Kinesis, S3, OpenSearch; see `[aws]`).
+    pub backend: BackendKind,
+    /// Where AWS mode keeps things.
+    pub aws: AwsConfig,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    Embedded,
+    Aws,
+}
+
+/// AWS mode's resources. Credentials and the region come from the usual AWS sources (environment,
+/// profile, instance role), never from this file; `region` and `endpoint_url` override them.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AwsConfig {
+    pub region: Option<String>,
+    /// One endpoint for DynamoDB, Kinesis and S3 (local stand-ins such as moto).
+    pub endpoint_url: Option<String>,
+    pub events_table: String,
+    /// Bodies larger than a DynamoDB item.
+    pub bodies_bucket: String,
+    pub stream: String,
+    /// Shards of the stream `aws-setup` creates.
+    pub stream_shards: i32,
+    pub leases_table: String,
+    pub history_table: String,
+    pub opensearch_url: String,
+    /// The start of every OpenSearch index name (lower case).
+    pub index_prefix: String,
+    /// Whether this process also runs the relay and the projectors (else: the API only).
+    pub run_projectors: bool,
+}
+
+impl Default for AwsConfig {
+    fn default() -> Self {
+        Self {
+            region: None,
+            endpoint_url: None,
+            events_table: "fhir-events".into(),
+            bodies_bucket: "fhir-bodies".into(),
+            stream: "fhir-events".into(),
+            stream_shards: 2,
+            leases_table: "fhir-leases".into(),
+            history_table: "fhir-history".into(),
+            opensearch_url: "http://127.0.0.1:9200".into(),
+            index_prefix: "fhir".into(),
+            run_projectors: true,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,6 +111,8 @@ impl Default for Config {
             sync: SyncMode::Full,
             log_format: LogFormat::Text,
             search_wait_ms: 5_000,
+            backend: BackendKind::Embedded,
+            aws: AwsConfig::default(),
         }
     }
 }
@@ -71,7 +125,8 @@ impl Config {
             figment = figment.merge(Toml::file_exact(file));
         }
         figment
-            .merge(Env::prefixed("FHIR_SERVER_").ignore(&["config"]))
+            // `FHIR_SERVER_AWS__STREAM` sets `aws.stream`.
+            .merge(Env::prefixed("FHIR_SERVER_").ignore(&["config"]).split("__"))
             .extract()
             .map_err(Box::new)
     }

@@ -12,6 +12,7 @@
 //! - [`history_index`], [`search_backend`]: adapters from the projectors to the API's ports.
 
 pub mod admin;
+pub mod aws;
 pub mod config;
 pub mod history_index;
 pub mod import;

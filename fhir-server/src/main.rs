@@ -33,6 +33,9 @@ enum Command {
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
     },
+    /// AWS mode: create the DynamoDB tables, the S3 bucket and the Kinesis stream the
+    /// configuration's `[aws]` section names (what exists is left alone).
+    AwsSetup,
     /// Check every resource's hash chain in the event log; exits 1 if any event was tampered with.
     Verify,
     /// Rebuild the search index from the log. With --server, asks a running server to rebuild
@@ -90,6 +93,11 @@ fn main() -> ExitCode {
                     .await
                     .with_context(|| format!("cannot listen on {}", config.listen))?;
                 fhir_server::serve::run(config, listener, fhir_server::serve::shutdown_signal()).await?;
+                Ok(true)
+            }
+            Command::AwsSetup => {
+                fhir_server::aws::setup(&config).await?;
+                println!("AWS mode is set up: tables {}, {}, {}, bucket {}, stream {}", config.aws.events_table, config.aws.leases_table, config.aws.history_table, config.aws.bodies_bucket, config.aws.stream);
                 Ok(true)
             }
             Command::Verify => fhir_server::verify::run(&config).await,

@@ -12,7 +12,7 @@ use projector_history::HistoryStore;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::config::{Config, SyncMode};
+use crate::config::{BackendKind, Config, SyncMode};
 use crate::history_index::ProjectedHistory;
 use crate::search_backend::IndexedSearch;
 use crate::search_slot::SearchSlot;
@@ -52,8 +52,12 @@ pub fn open_log(config: &Config) -> anyhow::Result<Arc<SqliteEventLog>> {
     Ok(Arc::new(log))
 }
 
-/// Serves until `shutdown` completes, then drains and closes everything.
+/// Serves until `shutdown` completes, then drains and closes everything. In AWS mode, see
+/// [`crate::aws::run`].
 pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    if config.backend == BackendKind::Aws {
+        return crate::aws::run(config, listener, shutdown).await;
+    }
     let _lock = lock_data_dir(&config)?;
     let log = open_log(&config)?;
     let history = Arc::new(HistoryStore::open(&config.data_dir.join(HISTORY_FILE)).context("cannot open the history projection")?);

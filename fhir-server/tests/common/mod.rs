@@ -27,6 +27,10 @@ impl TestServer {
         let data = tempfile::tempdir().expect("tempdir");
         let mut config = Config { data_dir: data.path().to_path_buf(), sync: fhir_server::config::SyncMode::Normal, ..Config::default() };
         adjust(&mut config);
+        Self::start_config(config, data).await
+    }
+
+    async fn start_config(config: Config, data: tempfile::TempDir) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = listener.local_addr().expect("address");
         let base = format!("http://{address}{}", config.base_path);
@@ -36,6 +40,34 @@ impl TestServer {
         }));
         let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client");
         TestServer { base, client, data, shutdown: Some(shutdown), handle: Some(handle) }
+    }
+
+    /// A server in AWS mode on the local stand-ins (`scripts/test` starts moto and osmem-server),
+    /// with tables, bucket, stream and indexes of its own.
+    pub async fn start_aws() -> Self {
+        let moto = std::env::var("FHIR_TEST_AWS_ENDPOINT").expect("FHIR_TEST_AWS_ENDPOINT is not set: run the tests with scripts/test");
+        let opensearch = std::env::var("FHIR_TEST_OPENSEARCH_URL").expect("FHIR_TEST_OPENSEARCH_URL is not set: run the tests with scripts/test");
+        let unique = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+        let data = tempfile::tempdir().expect("tempdir");
+        let config = Config {
+            data_dir: data.path().to_path_buf(),
+            backend: fhir_server::config::BackendKind::Aws,
+            aws: fhir_server::config::AwsConfig {
+                region: Some("eu-north-1".into()),
+                endpoint_url: Some(moto),
+                events_table: format!("events-{unique}"),
+                bodies_bucket: format!("bodies-{unique}"),
+                stream: format!("events-{unique}"),
+                leases_table: format!("leases-{unique}"),
+                history_table: format!("history-{unique}"),
+                opensearch_url: opensearch,
+                index_prefix: format!("x{unique}"),
+                ..fhir_server::config::AwsConfig::default()
+            },
+            ..Config::default()
+        };
+        fhir_server::aws::setup(&config).await.expect("set up AWS mode on the stand-ins");
+        Self::start_config(config, data).await
     }
 
     pub fn url(&self, path: &str) -> String {

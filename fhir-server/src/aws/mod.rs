@@ -1,0 +1,108 @@
+//! AWS mode in one process: the API over the DynamoDB event log (bodies over an item's size in
+//! S3), the relay from the log to the Kinesis stream, and stream workers that build `_history` in
+//! DynamoDB and the search indexes in OpenSearch. Several such processes share the work through
+//! leases; `run_projectors = false` makes one serve the API only.
+//!
+//! - `ports`: the read models behind the API's history and search ports.
+
+mod ports;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use aws_config::{BehaviorVersion, Region};
+use event_log::dynamodb::{DynamoEventLog, DynamoOptions};
+use event_log::EventLog;
+use event_stream::{Consumer, ConsumerOptions, Leases, Relay, StreamProjection};
+use projector_history::dynamodb::DynamoHistory;
+use projector_opensearch::OpenSearchIndex;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::{AwsConfig, Config};
+use ports::{Progress, StreamHistory, StreamSearch};
+
+/// How long a worker's leases last without renewal.
+const LEASE_TIME: Duration = Duration::from_secs(10);
+/// How long a shard worker waits after reading nothing: the delay a write has, at most, on its
+/// way to the read models beyond the relay's.
+const IDLE_POLL: Duration = Duration::from_millis(100);
+
+/// The AWS clients, from the usual credential sources and the configured region and endpoint.
+pub struct Clients {
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub kinesis: aws_sdk_kinesis::Client,
+    pub s3: aws_sdk_s3::Client,
+}
+
+pub async fn clients(aws: &AwsConfig) -> Clients {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    if let Some(region) = &aws.region {
+        loader = loader.region(Region::new(region.clone()));
+    }
+    if let Some(endpoint) = &aws.endpoint_url {
+        loader = loader.endpoint_url(endpoint);
+    }
+    let shared = loader.load().await;
+    // A custom endpoint (a local stand-in) serves buckets by path, not by host name.
+    let s3 = aws_sdk_s3::config::Builder::from(&shared).force_path_style(aws.endpoint_url.is_some()).build();
+    Clients { dynamodb: aws_sdk_dynamodb::Client::new(&shared), kinesis: aws_sdk_kinesis::Client::new(&shared), s3: aws_sdk_s3::Client::from_conf(s3) }
+}
+
+/// Creates the tables, the bucket and the stream AWS mode needs (what exists is left alone).
+/// OpenSearch indexes are created by their first write.
+pub async fn setup(config: &Config) -> anyhow::Result<()> {
+    let aws = &config.aws;
+    let clients = clients(aws).await;
+    event_log::dynamodb::create_table(&clients.dynamodb, &aws.events_table).await.context("cannot create the events table")?;
+    event_log::dynamodb::create_bucket(&clients.s3, &aws.bodies_bucket).await.context("cannot create the bodies bucket")?;
+    event_stream::leases::create_table(&clients.dynamodb, &aws.leases_table).await.context("cannot create the leases table")?;
+    projector_history::dynamodb::create_table(&clients.dynamodb, &aws.history_table).await.context("cannot create the history table")?;
+    event_stream::create_stream(&clients.kinesis, &aws.stream, aws.stream_shards).await.context("cannot create the stream")?;
+    Ok(())
+}
+
+/// A name for this process's leases: the host and a random part.
+fn worker_id() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".into());
+    format!("{host}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
+}
+
+/// Serves in AWS mode until `shutdown` completes, then stops the relay and the workers.
+pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    let aws = config.aws.clone();
+    let clients = clients(&aws).await;
+    let options = DynamoOptions::new(&aws.events_table, &aws.bodies_bucket);
+    let log: Arc<dyn EventLog> = DynamoEventLog::open(clients.dynamodb.clone(), clients.s3.clone(), options).await.context("cannot open the DynamoDB event log")?;
+    let leases = Leases::new(clients.dynamodb.clone(), &aws.leases_table, worker_id(), LEASE_TIME);
+    let history = Arc::new(DynamoHistory::new(clients.dynamodb.clone(), &aws.history_table));
+    let search = Arc::new(OpenSearchIndex::new(&aws.opensearch_url, &aws.index_prefix)?);
+
+    let (stop, stopped) = watch::channel(false);
+    let mut tasks = Vec::new();
+    if aws.run_projectors {
+        tasks.push(tokio::spawn(Relay::new(log.clone(), clients.kinesis.clone(), &aws.stream, leases.clone()).run(stopped.clone())));
+        let projections: [Arc<dyn StreamProjection>; 2] = [history.clone(), search.clone()];
+        for projection in projections {
+            let options = ConsumerOptions { idle_poll: IDLE_POLL, ..ConsumerOptions::new(&aws.stream) };
+            let consumer = Consumer::new(clients.kinesis.clone(), leases.clone(), log.clone(), projection, options);
+            tasks.push(tokio::spawn(consumer.run(stopped.clone())));
+        }
+    }
+    let progress = |projection: &'static str| Progress { kinesis: clients.kinesis.clone(), leases: leases.clone(), projection, stream: aws.stream.clone() };
+    let history_port = Arc::new(StreamHistory { store: history.clone(), progress: progress("history") });
+    let search_port = Arc::new(StreamSearch { index: search.clone(), progress: progress("opensearch") });
+    let app = command_api::router(log, history_port, search_port, config.api_config());
+    let address = listener.local_addr().context("listener has no address")?;
+    tracing::info!(%address, base_path = %config.base_path, stream = %aws.stream, "fhir server listening (AWS mode)");
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await.context("http server failed")?;
+
+    tracing::info!("http server stopped; stopping the relay and the stream workers");
+    let _ = stop.send(true);
+    for task in tasks {
+        let _ = task.await;
+    }
+    Ok(())
+}
