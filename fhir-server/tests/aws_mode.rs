@@ -40,7 +40,7 @@ async fn crud_history_search_and_transactions_work_in_aws_mode() {
 
     // Search comes from OpenSearch.
     let found = read_your_writes(&server, "Patient?family=aws&gender=male").await;
-    assert_eq!(ids(&found), [id.clone()]);
+    assert_eq!(ids(&found), vec![id.clone()]);
     assert!(ids(&read_your_writes(&server, "Patient?gender=female").await).is_empty(), "only the current version is found");
 
     // A transaction: references between its entries resolved, then found by chained search.
