@@ -18,7 +18,7 @@ struct OpenSearch(OpenSearchIndex);
 
 impl Backend for OpenSearch {
     async fn search(&self, query: &SearchQuery, offset: usize) -> Searched {
-        match self.0.search(TENANT, query, offset).await {
+        match self.0.search(TENANT, query, offset, None).await {
             Ok(page) => Searched::Page(Page { matches: page.matches, included: page.included, total: page.total, has_next: page.has_next }),
             Err(SearchError::Unsupported(why)) => Searched::Rejected(why.to_string()),
             Err(error) => Searched::Failed(error.to_string()),

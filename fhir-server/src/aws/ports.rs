@@ -76,13 +76,8 @@ pub struct StreamSearch {
 #[async_trait]
 impl command_api::SearchBackend for StreamSearch {
     async fn search(&self, tenant: &str, query: &SearchQuery, page: SearchPageRequest) -> Result<SearchResult, SearchFailure> {
-        // OpenSearch answers from its current state; the snapshot only labels the pages.
-        let snapshot = match page.snapshot {
-            Some(snapshot) => snapshot,
-            None => self.progress.position().await,
-        };
-        match self.index.search(tenant, query, page.offset).await {
-            Ok(found) => Ok(SearchResult { snapshot, matches: found.matches, included: found.included, total: found.total, has_next: found.has_next }),
+        match self.index.search(tenant, query, page.offset, page.snapshot).await {
+            Ok(found) => Ok(SearchResult { snapshot: found.snapshot, matches: found.matches, included: found.included, total: found.total, has_next: found.has_next }),
             Err(SearchError::Unsupported(why)) => Err(SearchFailure::Unsupported(why.to_string())),
             Err(SearchError::Index(error)) => Err(SearchFailure::Internal(error.to_string())),
         }

@@ -23,10 +23,19 @@ impl TestServer {
         Self::start_with(|_| {}).await
     }
 
+    /// A server with `adjust`ed settings: embedded, or in AWS mode on the stand-ins when
+    /// `FHIR_TEST_BACKEND=aws` (the test script runs the HTTP tests both ways).
     pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
         let data = tempfile::tempdir().expect("tempdir");
         let mut config = Config { data_dir: data.path().to_path_buf(), sync: fhir_server::config::SyncMode::Normal, ..Config::default() };
+        let aws = aws_mode();
+        if aws {
+            use_aws_stand_ins(&mut config);
+        }
         adjust(&mut config);
+        if aws {
+            fhir_server::aws::setup(&config).await.expect("set up AWS mode on the stand-ins");
+        }
         Self::start_config(config, data).await
     }
 
@@ -42,30 +51,11 @@ impl TestServer {
         TestServer { base, client, data, shutdown: Some(shutdown), handle: Some(handle) }
     }
 
-    /// A server in AWS mode on the local stand-ins (`scripts/test` starts moto and osmem-server),
-    /// with tables, bucket, stream and indexes of its own.
+    /// A server in AWS mode on the local stand-ins, whatever `FHIR_TEST_BACKEND` says.
     pub async fn start_aws() -> Self {
-        let moto = std::env::var("FHIR_TEST_AWS_ENDPOINT").expect("FHIR_TEST_AWS_ENDPOINT is not set: run the tests with scripts/test");
-        let opensearch = std::env::var("FHIR_TEST_OPENSEARCH_URL").expect("FHIR_TEST_OPENSEARCH_URL is not set: run the tests with scripts/test");
-        let unique = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
         let data = tempfile::tempdir().expect("tempdir");
-        let config = Config {
-            data_dir: data.path().to_path_buf(),
-            backend: fhir_server::config::BackendKind::Aws,
-            aws: fhir_server::config::AwsConfig {
-                region: Some("eu-north-1".into()),
-                endpoint_url: Some(moto),
-                events_table: format!("events-{unique}"),
-                bodies_bucket: format!("bodies-{unique}"),
-                stream: format!("events-{unique}"),
-                leases_table: format!("leases-{unique}"),
-                history_table: format!("history-{unique}"),
-                opensearch_url: opensearch,
-                index_prefix: format!("x{unique}"),
-                ..fhir_server::config::AwsConfig::default()
-            },
-            ..Config::default()
-        };
+        let mut config = Config { data_dir: data.path().to_path_buf(), ..Config::default() };
+        use_aws_stand_ins(&mut config);
         fhir_server::aws::setup(&config).await.expect("set up AWS mode on the stand-ins");
         Self::start_config(config, data).await
     }
@@ -116,6 +106,34 @@ impl TestServer {
         }
         self.data
     }
+}
+
+/// Whether the tests run the server in AWS mode (`FHIR_TEST_BACKEND=aws`).
+pub fn aws_mode() -> bool {
+    std::env::var("FHIR_TEST_BACKEND").is_ok_and(|backend| backend == "aws")
+}
+
+/// AWS mode on the stand-ins (`scripts/test` starts moto and osmem-server), with tables, bucket,
+/// stream and indexes of its own.
+fn use_aws_stand_ins(config: &mut Config) {
+    let moto = std::env::var("FHIR_TEST_AWS_ENDPOINT").expect("FHIR_TEST_AWS_ENDPOINT is not set: run the tests with scripts/test");
+    let opensearch = std::env::var("FHIR_TEST_OPENSEARCH_URL").expect("FHIR_TEST_OPENSEARCH_URL is not set: run the tests with scripts/test");
+    let unique = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+    // Spread over regions: moto copies a region's tables on every transaction.
+    let regions = ["eu-north-1", "eu-south-1", "ap-east-1", "me-south-1", "af-south-1", "il-central-1"];
+    config.backend = fhir_server::config::BackendKind::Aws;
+    config.aws = fhir_server::config::AwsConfig {
+        region: Some(regions[unique.as_bytes()[0] as usize % regions.len()].into()),
+        endpoint_url: Some(moto),
+        events_table: format!("events-{unique}"),
+        bodies_bucket: format!("bodies-{unique}"),
+        stream: format!("events-{unique}"),
+        leases_table: format!("leases-{unique}"),
+        history_table: format!("history-{unique}"),
+        opensearch_url: opensearch,
+        index_prefix: format!("x{unique}"),
+        ..fhir_server::config::AwsConfig::default()
+    };
 }
 
 /// The JSON body of a response, with its status checked first.

@@ -3,7 +3,8 @@
 //! [`value`]), the sort, offset paging and the total, then `_include` and `_revinclude`
 //! ([`include`]). Results are log positions, as from the embedded index; the caller reads the
 //! bodies from the log. The results are those of the index's current state: unlike the
-//! embedded index, OpenSearch keeps no earlier versions to page through a fixed snapshot.
+//! embedded index, OpenSearch keeps no earlier versions, so a snapshot only keeps resources
+//! created after the first page out of the later ones.
 
 mod criteria;
 mod include;
@@ -42,6 +43,8 @@ pub struct SearchPage {
     pub included: Vec<u64>,
     pub total: Option<u64>,
     pub has_next: bool,
+    /// What later pages pass back (see [`OpenSearchIndex::search`]).
+    pub snapshot: u64,
 }
 
 /// A document found: its identity, position and values.
@@ -88,12 +91,19 @@ impl Found {
 }
 
 impl OpenSearchIndex {
-    /// One page of `query` for `tenant`, starting at `offset`.
-    pub async fn search(&self, tenant: &str, query: &SearchQuery, offset: usize) -> Result<SearchPage, SearchError> {
+    /// One page of `query` for `tenant`, starting at `offset`. The first page (`snapshot` none)
+    /// reports the highest log position among the matches as its snapshot; later pages, given
+    /// it, leave out resources created after it, so that new resources do not shift them.
+    /// (Updates and deletes after it do show: OpenSearch keeps only current versions.)
+    pub async fn search(&self, tenant: &str, query: &SearchQuery, offset: usize, snapshot: Option<u64>) -> Result<SearchPage, SearchError> {
         if offset + query.count > MAX_OFFSET {
             return Err(Unsupported(format!("pages end at the {MAX_OFFSET}th result; narrow the search")).into());
         }
-        let filter = self.filter(tenant, query).await?;
+        let mut filter = self.filter(tenant, query).await?;
+        if let Some(snapshot) = snapshot {
+            let created_later = all(vec![term("version", 1), json!({"range": {"position": {"gt": snapshot}}})]);
+            filter = all(vec![filter, value::not(created_later)]);
+        }
         let count_only = query.summary == Some(SummaryMode::Count);
         let track_total = count_only || matches!(query.total, Total::Accurate | Total::Estimate);
         let size = if count_only { 0 } else { query.count + 1 };
@@ -103,17 +113,20 @@ impl OpenSearchIndex {
             "from": offset,
             "size": size,
             "track_total_hits": track_total,
+            "aggs": {"newest": {"max": {"field": "position"}}},
         });
         let answer = self.run(tenant, &query.types, body).await?;
+        let newest = answer["aggregations"]["newest"]["value"].as_f64().map_or(0, |position| position as u64);
+        let snapshot = snapshot.unwrap_or(newest);
         let total = track_total.then(|| answer["hits"]["total"]["value"].as_u64().unwrap_or(0));
         let mut hits: Vec<Found> = answer["hits"]["hits"].as_array().into_iter().flatten().filter_map(Found::from_hit).collect();
         let has_next = hits.len() > query.count;
         hits.truncate(query.count);
         if count_only || query.count == 0 {
-            return Ok(SearchPage { total, ..SearchPage::default() });
+            return Ok(SearchPage { total, snapshot, ..SearchPage::default() });
         }
         let included = self.includes(tenant, query, &hits).await?;
-        Ok(SearchPage { matches: hits.iter().map(|hit| hit.position).collect(), included, total, has_next })
+        Ok(SearchPage { matches: hits.iter().map(|hit| hit.position).collect(), included, total, has_next, snapshot })
     }
 
     /// Every criterion, the compartment, and not deleted.
