@@ -74,10 +74,13 @@ pub trait SearchBackend: Send + Sync + 'static {
     async fn wait_for(&self, position: u64, timeout: Duration) -> bool;
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SearchPageRequest {
     pub snapshot: Option<u64>,
     pub offset: usize,
+    /// Where the previous page ended, as the backend put it in [`SearchResult::next_after`]
+    /// (an index that pages by `search_after`); the offset still counts the pages.
+    pub after: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -90,6 +93,9 @@ pub struct SearchResult {
     pub included: Vec<u64>,
     pub total: Option<u64>,
     pub has_next: bool,
+    /// An opaque position for the next page, for an index that pages from where the last one
+    /// ended rather than by offset.
+    pub next_after: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -39,7 +39,9 @@ enum Command {
     /// Check every resource's hash chain in the event log; exits 1 if any event was tampered with.
     Verify,
     /// Rebuild the search index from the log. With --server, asks a running server to rebuild
-    /// and swap it in without downtime; without, rebuilds offline (stop the server first).
+    /// and swap it in without downtime; without, rebuilds offline (stop the server first). In
+    /// AWS mode, builds new OpenSearch indexes and moves the aliases, and replays `_history`,
+    /// while servers keep running.
     Reindex {
         /// Base URL of a running server, e.g. http://127.0.0.1:8080/fhir.
         #[arg(long)]
@@ -101,6 +103,10 @@ fn main() -> ExitCode {
                 Ok(true)
             }
             Command::Verify => fhir_server::verify::run(&config).await,
+            Command::Reindex { server: None } if config.backend == fhir_server::config::BackendKind::Aws => {
+                fhir_server::aws::reindex(&config).await?;
+                Ok(true)
+            }
             Command::Reindex { server: None } => {
                 let _lock = fhir_server::serve::lock_data_dir(&config)?;
                 let log = fhir_server::serve::open_log(&config)?;

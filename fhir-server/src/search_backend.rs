@@ -24,7 +24,7 @@ impl command_api::SearchBackend for IndexedSearch {
             .await
             .map_err(|error| SearchFailure::Internal(error.to_string()))?;
         match found {
-            Ok(page) => Ok(SearchResult { snapshot, matches: page.matches, included: page.included, total: page.total, has_next: page.has_next }),
+            Ok(page) => Ok(SearchResult { snapshot, matches: page.matches, included: page.included, total: page.total, has_next: page.has_next, next_after: None }),
             Err(SearchError::Unsupported(why)) => Err(SearchFailure::Unsupported(why.to_string())),
             Err(SearchError::Index(error)) => Err(SearchFailure::Internal(error.to_string())),
         }

@@ -1,6 +1,7 @@
 //! The search conformance corpus (`testdata/search-corpus/`, see its README and `runner.rs`) run
 //! against the OpenSearch index on osmem-server: each file's log is applied twice (the second
-//! time changes nothing: external versioning), and every case is run on the current state.
+//! time changes nothing: external versioning), and every case is run on the current state,
+//! following each page's `search_after` position to the next.
 //!
 //! `CORPUS_FILTER=text cargo test -p projector-opensearch --test corpus` runs only the files or
 //! cases whose name contains `text`.
@@ -10,16 +11,16 @@ mod runner;
 
 use event_log::{Event, EventLog};
 use fhir_core::search::SearchQuery;
-use projector_opensearch::search::SearchError;
+use projector_opensearch::search::{PageRequest, SearchError};
 use projector_opensearch::OpenSearchIndex;
 use runner::{Backend, Page, Searched, TENANT};
 
 struct OpenSearch(OpenSearchIndex);
 
 impl Backend for OpenSearch {
-    async fn search(&self, query: &SearchQuery, offset: usize) -> Searched {
-        match self.0.search(TENANT, query, offset, None).await {
-            Ok(page) => Searched::Page(Page { matches: page.matches, included: page.included, total: page.total, has_next: page.has_next }),
+    async fn search(&self, query: &SearchQuery, offset: usize, after: Option<String>) -> Searched {
+        match self.0.search(TENANT, query, PageRequest { offset, after, snapshot: None }).await {
+            Ok(page) => Searched::Page(Page { matches: page.matches, included: page.included, total: page.total, has_next: page.has_next, next_after: page.next_after }),
             Err(SearchError::Unsupported(why)) => Searched::Rejected(why.to_string()),
             Err(error) => Searched::Failed(error.to_string()),
         }

@@ -18,10 +18,10 @@ use runner::{Backend, Page, Searched, TENANT};
 struct Embedded(SearchIndex);
 
 impl Backend for Embedded {
-    async fn search(&self, query: &SearchQuery, offset: usize) -> Searched {
+    async fn search(&self, query: &SearchQuery, offset: usize, _after: Option<String>) -> Searched {
         let snapshot = self.0.checkpoint();
         match self.0.search(TENANT, query, PageRequest { snapshot, offset }) {
-            Ok(page) => Searched::Page(Page { matches: page.matches, included: page.included, total: page.total, has_next: page.has_next }),
+            Ok(page) => Searched::Page(Page { matches: page.matches, included: page.included, total: page.total, has_next: page.has_next, next_after: None }),
             Err(SearchError::Unsupported(why)) => Searched::Rejected(why.to_string()),
             Err(error) => Searched::Failed(error.to_string()),
         }

@@ -93,6 +93,8 @@ pub struct Page {
     pub included: Vec<u64>,
     pub total: Option<u64>,
     pub has_next: bool,
+    /// Where the next page starts, for a backend that pages from the last match.
+    pub next_after: Option<String>,
 }
 
 /// What a backend made of one page request.
@@ -106,7 +108,8 @@ pub enum Searched {
 
 /// A search index under test, loaded with a corpus file's log.
 pub trait Backend {
-    fn search(&self, query: &SearchQuery, offset: usize) -> impl Future<Output = Searched>;
+    /// A page at `offset`, or continuing from `after` (the previous page's `next_after`).
+    fn search(&self, query: &SearchQuery, offset: usize, after: Option<String>) -> impl Future<Output = Searched>;
 }
 
 /// A corpus file's event log, with the current version of each live resource of the corpus tenant.
@@ -234,12 +237,13 @@ impl Loaded {
         };
         let mut outcome = Outcome::default();
         let mut offset = 0;
+        let mut after = None;
         for page_number in 0.. {
             if page_number == MAX_PAGES {
                 problems.push(format!("paging did not end after {MAX_PAGES} pages"));
                 break;
             }
-            let page = match backend.search(&query, offset).await {
+            let page = match backend.search(&query, offset, after.take()).await {
                 Searched::Page(page) => page,
                 Searched::Rejected(why) => return Outcome { rejected: Some(why), ..Outcome::default() },
                 Searched::Failed(error) => {
@@ -269,6 +273,7 @@ impl Loaded {
                 break;
             }
             offset += page.matches.len();
+            after = page.next_after;
         }
         let mut seen = BTreeSet::new();
         for name in &outcome.matches {

@@ -85,8 +85,8 @@ pub(super) async fn respond(
             ));
         }
     }
-    let result = run(state, &context.tenant, &query, page).await?;
-    let mut body = searchset(state, context, &query, &result, path, &warnings, page.offset).await?;
+    let result = run(state, &context.tenant, &query, page.clone()).await?;
+    let mut body = searchset(state, context, &query, &result, path, &warnings, &page).await?;
     if context.pretty {
         body = prettify(body);
     }
@@ -101,12 +101,16 @@ pub async fn run(state: &AppState, tenant: &str, query: &SearchQuery, page: Sear
     })
 }
 
-/// `_cursor` is `<snapshot>-<offset>`.
+/// `_cursor` is `<snapshot>-<offset>`, and `-<after>` when the index said where the previous
+/// page ended (see [`SearchPageRequest::after`]).
 fn parse_cursor(cursor: Option<&str>) -> ApiResult<SearchPageRequest> {
     let Some(cursor) = cursor else { return Ok(SearchPageRequest::default()) };
     let invalid = || ApiError::invalid("_cursor must come from a next or previous link");
-    let (snapshot, offset) = cursor.split_once('-').ok_or_else(invalid)?;
-    Ok(SearchPageRequest { snapshot: Some(snapshot.parse().map_err(|_| invalid())?), offset: offset.parse().map_err(|_| invalid())? })
+    let mut parts = cursor.splitn(3, '-');
+    let snapshot = parts.next().and_then(|part| part.parse().ok()).ok_or_else(invalid)?;
+    let offset = parts.next().and_then(|part| part.parse().ok()).ok_or_else(invalid)?;
+    let after = parts.next().map(String::from);
+    Ok(SearchPageRequest { snapshot: Some(snapshot), offset, after })
 }
 
 async fn searchset(
@@ -116,21 +120,23 @@ async fn searchset(
     result: &SearchResult,
     path: &str,
     warnings: &[Issue],
-    offset: usize,
+    page: &SearchPageRequest,
 ) -> ApiResult<Bytes> {
-    let page_link = |offset: Option<usize>| {
+    let offset = page.offset;
+    let page_link = |offset: Option<usize>, after: Option<&str>| {
         let mut params = query.applied.clone();
         if let Some(offset) = offset {
-            params.push(("_cursor".into(), format!("{}-{offset}", result.snapshot)));
+            let after = after.map(|after| format!("-{after}")).unwrap_or_default();
+            params.push(("_cursor".into(), format!("{}-{offset}{after}", result.snapshot)));
         }
         link_url(&context.base_url, path, &params)
     };
-    let mut link = vec![Link { relation: "self", url: page_link((offset > 0).then_some(offset)) }];
+    let mut link = vec![Link { relation: "self", url: page_link((offset > 0).then_some(offset), page.after.as_deref()) }];
     if result.has_next {
-        link.push(Link { relation: "next", url: page_link(Some(offset + query.count)) });
+        link.push(Link { relation: "next", url: page_link(Some(offset + query.count), result.next_after.as_deref()) });
     }
     if offset > 0 {
-        link.push(Link { relation: "previous", url: page_link(Some(offset.saturating_sub(query.count))) });
+        link.push(Link { relation: "previous", url: page_link(Some(offset.saturating_sub(query.count)), None) });
     }
     let mut positions = result.matches.clone();
     positions.extend(&result.included);

@@ -64,6 +64,30 @@ pub async fn setup(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Rebuilds the read models from the log (the table, not the stream): the search indexes into a
+/// new generation whose aliases then move, and `_history` by applying every event again (its
+/// writes are idempotent). The server may keep running meanwhile.
+pub async fn reindex(config: &Config) -> anyhow::Result<()> {
+    let aws = &config.aws;
+    let clients = clients(aws).await;
+    let options = DynamoOptions::new(&aws.events_table, &aws.bodies_bucket);
+    let log = DynamoEventLog::open(clients.dynamodb.clone(), clients.s3.clone(), options).await.context("cannot open the DynamoDB event log")?;
+    let search = OpenSearchIndex::new(&aws.opensearch_url, &aws.index_prefix)?;
+    let reindexed = search.reindex(log.as_ref()).await.context("cannot reindex the search indexes")?;
+    println!("search: {} events into {} indexes of generation {}", reindexed.events, reindexed.indexes, reindexed.generation);
+    let history = DynamoHistory::new(clients.dynamodb.clone(), &aws.history_table);
+    let (mut after, mut replayed) = (0, 0);
+    loop {
+        let events = log.read_from(after, 1000).await?;
+        let Some(last) = events.last() else { break };
+        after = last.position;
+        history.apply(&events).await?;
+        replayed += events.len();
+    }
+    println!("history: {replayed} events applied again");
+    Ok(())
+}
+
 /// A name for this process's leases: the host and a random part.
 fn worker_id() -> String {
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".into());

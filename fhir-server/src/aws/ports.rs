@@ -76,8 +76,16 @@ pub struct StreamSearch {
 #[async_trait]
 impl command_api::SearchBackend for StreamSearch {
     async fn search(&self, tenant: &str, query: &SearchQuery, page: SearchPageRequest) -> Result<SearchResult, SearchFailure> {
-        match self.index.search(tenant, query, page.offset, page.snapshot).await {
-            Ok(found) => Ok(SearchResult { snapshot: found.snapshot, matches: found.matches, included: found.included, total: found.total, has_next: found.has_next }),
+        let request = projector_opensearch::search::PageRequest { offset: page.offset, snapshot: page.snapshot, after: page.after };
+        match self.index.search(tenant, query, request).await {
+            Ok(found) => Ok(SearchResult {
+                snapshot: found.snapshot,
+                matches: found.matches,
+                included: found.included,
+                total: found.total,
+                has_next: found.has_next,
+                next_after: found.next_after,
+            }),
             Err(SearchError::Unsupported(why)) => Err(SearchFailure::Unsupported(why.to_string())),
             Err(SearchError::Index(error)) => Err(SearchFailure::Internal(error.to_string())),
         }

@@ -14,6 +14,7 @@ pub struct TestServer {
     pub base: String,
     pub client: reqwest::Client,
     pub data: tempfile::TempDir,
+    pub config: Config,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -44,11 +45,11 @@ impl TestServer {
         let address = listener.local_addr().expect("address");
         let base = format!("http://{address}{}", config.base_path);
         let (shutdown, stopped) = oneshot::channel::<()>();
-        let handle = tokio::spawn(fhir_server::serve::run(config, listener, async move {
+        let handle = tokio::spawn(fhir_server::serve::run(config.clone(), listener, async move {
             let _ = stopped.await;
         }));
         let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client");
-        TestServer { base, client, data, shutdown: Some(shutdown), handle: Some(handle) }
+        TestServer { base, client, data, config, shutdown: Some(shutdown), handle: Some(handle) }
     }
 
     /// A server in AWS mode on the local stand-ins, whatever `FHIR_TEST_BACKEND` says.

@@ -45,6 +45,33 @@ pub struct SearchPage {
     pub has_next: bool,
     /// What later pages pass back (see [`OpenSearchIndex::search`]).
     pub snapshot: u64,
+    /// Where the next page starts: the last match's sort values, encoded.
+    pub next_after: Option<String>,
+}
+
+/// Which page: see [`OpenSearchIndex::search`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PageRequest {
+    pub offset: usize,
+    pub snapshot: Option<u64>,
+    pub after: Option<String>,
+}
+
+fn encode_after(sort_values: &Value) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sort_values.to_string())
+}
+
+fn decode_after(after: &str) -> Result<Value, SearchError> {
+    use base64::Engine;
+    let invalid = || SearchError::Unsupported(Unsupported("the paging cursor is not one this server made".into()));
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(after).map_err(|_| invalid())?;
+    let values: Value = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
+    if values.is_array() {
+        Ok(values)
+    } else {
+        Err(invalid())
+    }
 }
 
 /// A document found: its identity, position and values.
@@ -91,13 +118,17 @@ impl Found {
 }
 
 impl OpenSearchIndex {
-    /// One page of `query` for `tenant`, starting at `offset`. The first page (`snapshot` none)
-    /// reports the highest log position among the matches as its snapshot; later pages, given
-    /// it, leave out resources created after it, so that new resources do not shift them.
-    /// (Updates and deletes after it do show: OpenSearch keeps only current versions.)
-    pub async fn search(&self, tenant: &str, query: &SearchQuery, offset: usize, snapshot: Option<u64>) -> Result<SearchPage, SearchError> {
-        if offset + query.count > MAX_OFFSET {
-            return Err(Unsupported(format!("pages end at the {MAX_OFFSET}th result; narrow the search")).into());
+    /// One page of `query` for `tenant`. The first page (no snapshot) reports the highest log
+    /// position among the matches as its snapshot; later pages, given it, leave out resources
+    /// created after it, so that new resources do not shift them. (Updates and deletes after it
+    /// do show: OpenSearch keeps only current versions.) A page continues from `after` (the
+    /// previous page's [`SearchPage::next_after`]: its last sort values) with `search_after`, at
+    /// any depth; without it, from `offset`, up to [`MAX_OFFSET`].
+    pub async fn search(&self, tenant: &str, query: &SearchQuery, page: PageRequest) -> Result<SearchPage, SearchError> {
+        let (offset, snapshot) = (page.offset, page.snapshot);
+        let after = page.after.as_deref().map(decode_after).transpose()?;
+        if after.is_none() && offset + query.count > MAX_OFFSET {
+            return Err(Unsupported(format!("pages by offset end at the {MAX_OFFSET}th result; follow the next links or narrow the search")).into());
         }
         let mut filter = self.filter(tenant, query).await?;
         if let Some(snapshot) = snapshot {
@@ -107,26 +138,31 @@ impl OpenSearchIndex {
         let count_only = query.summary == Some(SummaryMode::Count);
         let track_total = count_only || matches!(query.total, Total::Accurate | Total::Estimate);
         let size = if count_only { 0 } else { query.count + 1 };
-        let body = json!({
+        let mut body = json!({
             "query": filter,
             "sort": sort(&query.sort),
-            "from": offset,
             "size": size,
             "track_total_hits": track_total,
             "aggs": {"newest": {"max": {"field": "position"}}},
         });
+        match after {
+            Some(after) => body["search_after"] = after,
+            None => body["from"] = json!(offset),
+        }
         let answer = self.run(tenant, &query.types, body).await?;
         let newest = answer["aggregations"]["newest"]["value"].as_f64().map_or(0, |position| position as u64);
         let snapshot = snapshot.unwrap_or(newest);
         let total = track_total.then(|| answer["hits"]["total"]["value"].as_u64().unwrap_or(0));
-        let mut hits: Vec<Found> = answer["hits"]["hits"].as_array().into_iter().flatten().filter_map(Found::from_hit).collect();
+        let raw_hits = answer["hits"]["hits"].as_array().cloned().unwrap_or_default();
+        let mut hits: Vec<Found> = raw_hits.iter().filter_map(Found::from_hit).collect();
         let has_next = hits.len() > query.count;
         hits.truncate(query.count);
+        let next_after = if has_next { raw_hits.get(query.count.saturating_sub(1)).map(|hit| encode_after(&hit["sort"])) } else { None };
         if count_only || query.count == 0 {
             return Ok(SearchPage { total, snapshot, ..SearchPage::default() });
         }
         let included = self.includes(tenant, query, &hits).await?;
-        Ok(SearchPage { matches: hits.iter().map(|hit| hit.position).collect(), included, total, has_next, snapshot })
+        Ok(SearchPage { matches: hits.iter().map(|hit| hit.position).collect(), included, total, has_next, snapshot, next_after })
     }
 
     /// Every criterion, the compartment, and not deleted.
@@ -218,4 +254,18 @@ fn compartment_query(compartment: &CompartmentFilter) -> Value {
         ways.push(all(vec![term("type", compartment.resource_type.as_str()), term("id", compartment.id.as_str())]));
     }
     any(ways)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_page_position_round_trips_and_a_forged_one_is_refused() {
+        let values = json!(["smith", 17]);
+        assert_eq!(decode_after(&encode_after(&values)).unwrap(), values);
+        for forged in ["%%%", "bm90IGpzb24", "eyJhIjoxfQ"] {
+            assert!(matches!(decode_after(forged), Err(SearchError::Unsupported(_))), "{forged}");
+        }
+    }
 }
