@@ -209,10 +209,14 @@ async fn a_relay_killed_anywhere_loses_nothing() {
     assert_eq!(relayed, committed, "every committed event reached the stream");
 }
 
-/// Records what it is given; refuses a batch holding a resource it has refusals left for.
+/// Records what it is given; refuses a batch holding a resource it has refusals left for; once
+/// told to stall, hangs inside its next batch (keeping what it holds in `in_flight`), as a
+/// worker that dies mid-batch.
 struct Recorder {
     seen: Mutex<Vec<(String, u64)>>,
     refusals: Mutex<HashMap<String, usize>>,
+    stall: std::sync::atomic::AtomicBool,
+    in_flight: Mutex<Vec<(String, u64)>>,
 }
 
 impl Recorder {
@@ -222,7 +226,7 @@ impl Recorder {
 
     fn refusing(refusals: &[(&str, usize)]) -> Arc<Self> {
         let refusals = refusals.iter().map(|(id, n)| (id.to_string(), *n)).collect();
-        Arc::new(Self { seen: Mutex::new(Vec::new()), refusals: Mutex::new(refusals) })
+        Arc::new(Self { seen: Mutex::new(Vec::new()), refusals: Mutex::new(refusals), stall: Default::default(), in_flight: Mutex::new(Vec::new()) })
     }
 
     fn seen(&self) -> Vec<(String, u64)> {
@@ -245,6 +249,10 @@ impl StreamProjection for Recorder {
     }
 
     async fn apply(&self, events: &[Event]) -> Result<(), String> {
+        if self.stall.load(std::sync::atomic::Ordering::SeqCst) {
+            *self.in_flight.lock().unwrap() = events.iter().map(|event| (event.key.id.clone(), event.version)).collect();
+            std::future::pending::<()>().await;
+        }
         let mut refusals = self.refusals.lock().unwrap();
         for event in events {
             if let Some(left) = refusals.get_mut(&event.key.id).filter(|left| **left > 0) {
@@ -305,12 +313,24 @@ async fn workers_share_the_shards_and_take_over_a_dead_workers_shards() {
     })
     .await;
 
-    // Worker A dies without a word; B takes its shards when their leases run out.
+    // Worker A dies in the middle of a batch, without a word; B takes its shards when their
+    // leases run out and applies what A had in hand.
+    a.stall.store(true, std::sync::atomic::Ordering::SeqCst);
+    write(log.as_ref(), &patients, 2, 10).await;
+    wait_for("worker A to be inside a batch", || !a.in_flight.lock().unwrap().is_empty()).await;
     worker_a.abort();
     let _ = worker_a.await;
-    write(log.as_ref(), &patients, 2, 10).await;
     let second = expected(&patients, 2..=2);
     wait_for("worker B to apply the shards A held", || second.is_subset(&b.distinct())).await;
+    let in_flight: HashSet<(String, u64)> = a.in_flight.lock().unwrap().iter().cloned().collect();
+    assert!(in_flight.is_subset(&b.distinct()) && in_flight.is_disjoint(&a.distinct()), "the batch A died in was applied by B, and only by B");
+    // In effect each resource ends at its last version, whoever applied what.
+    let mut state: HashMap<String, u64> = HashMap::new();
+    for (id, version) in a.seen().into_iter().chain(b.seen()) {
+        let current = state.entry(id).or_default();
+        *current = (*current).max(version);
+    }
+    assert!(state.len() == patients.len() && state.values().all(|version| *version == 2));
     wait_for("worker B to hold every lease", || {
         let b_only = futures_lite_block(owners(&leases_b));
         b_only.len() == 4 && b_only.values().all(|owner| owner.as_deref() == Some("worker-b"))
