@@ -102,48 +102,36 @@ impl Leases {
     /// Takes the lease if it is free, expired or already ours (and not finished); returns it,
     /// or `None` if someone else holds it.
     pub async fn take(&self, name: &str) -> Result<Option<Lease>> {
-        let now = now_ms();
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("lease", s(name))
-            .update_expression("SET #owner = :me, expires = :until")
-            .condition_expression("(attribute_not_exists(#owner) OR #owner = :me OR expires < :now) AND (attribute_not_exists(finished) OR finished = :no)")
-            .expression_attribute_names("#owner", "owner")
-            .expression_attribute_values(":me", s(&self.owner))
-            .expression_attribute_values(":until", n(now + self.duration.as_millis() as u64))
-            .expression_attribute_values(":now", n(now))
-            .expression_attribute_values(":no", AttributeValue::Bool(false))
-            .return_values(ReturnValue::AllNew)
-            .send()
-            .await;
-        match result {
-            Ok(output) => Ok(output.attributes.as_ref().map(from_item)),
-            Err(error) if error.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(None),
-            Err(error) => Err(dynamo(error)),
-        }
+        self.claim(name, "attribute_not_exists(#owner) OR #owner = :me OR expires < :now", None).await
     }
 
     /// Takes a live lease from `from` (to even out the shares of the workers); `None` if `from`
     /// no longer holds it. The former holder notices at its next renewal and stops.
     pub async fn steal(&self, name: &str, from: &str) -> Result<Option<Lease>> {
-        let result = self
+        self.claim(name, "#owner = :from", Some(from)).await
+    }
+
+    /// Makes this worker the holder of an unfinished lease on `condition` (which may use `:me`,
+    /// `:now` and, given `from`, `:from`); `None` if the condition does not hold.
+    async fn claim(&self, name: &str, condition: &str, from: Option<&str>) -> Result<Option<Lease>> {
+        let now = now_ms();
+        let mut request = self
             .client
             .update_item()
             .table_name(&self.table)
             .key("lease", s(name))
             .update_expression("SET #owner = :me, expires = :until")
-            .condition_expression("#owner = :from AND (attribute_not_exists(finished) OR finished = :no)")
+            .condition_expression(format!("({condition}) AND (attribute_not_exists(finished) OR finished = :no)"))
             .expression_attribute_names("#owner", "owner")
             .expression_attribute_values(":me", s(&self.owner))
-            .expression_attribute_values(":from", s(from))
-            .expression_attribute_values(":until", n(now_ms() + self.duration.as_millis() as u64))
+            .expression_attribute_values(":until", n(now + self.duration.as_millis() as u64))
             .expression_attribute_values(":no", AttributeValue::Bool(false))
-            .return_values(ReturnValue::AllNew)
-            .send()
-            .await;
-        match result {
+            .return_values(ReturnValue::AllNew);
+        request = match from {
+            Some(from) => request.expression_attribute_values(":from", s(from)),
+            None => request.expression_attribute_values(":now", n(now)),
+        };
+        match request.send().await {
             Ok(output) => Ok(output.attributes.as_ref().map(from_item)),
             Err(error) if error.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(None),
             Err(error) => Err(dynamo(error)),

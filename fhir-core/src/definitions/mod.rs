@@ -195,6 +195,14 @@ impl Definitions {
         Some(&self.search_parameters[indexes[found]])
     }
 
+    /// The types of the components of the spec's composite parameter `code`, in order; `None`
+    /// for an unknown composite or a component whose definition is missing. (Composites are not
+    /// shared across types, so the code names one.)
+    pub fn composite_component_kinds(&self, code: &str) -> Option<Vec<SearchParamType>> {
+        let composite = self.search_parameters.iter().find(|p| p.core && p.code == code && p.kind == SearchParamType::Composite)?;
+        composite.component.iter().map(|component| self.search_parameter_by_url(&component.definition).map(|p| p.kind)).collect()
+    }
+
     /// A search parameter by canonical URL (what composite components refer to).
     pub fn search_parameter_by_url(&self, url: &str) -> Option<&SearchParameter> {
         self.search_parameters.iter().find(|sp| sp.url == url)

@@ -150,17 +150,7 @@ fn missing_query(param: &ParamRef, missing: bool) -> Result<Value, SearchError> 
 
 /// A composite matches when one occurrence has every component matching.
 fn composite(param: &ParamRef, values: &[SearchValue]) -> Result<Value, SearchError> {
-    let definition = r4()
-        .search_parameters()
-        .iter()
-        .find(|p| p.core && p.code == param.code && p.kind == SearchParamType::Composite)
-        .ok_or_else(|| Unsupported("unknown composite parameter".into()))?;
-    let kinds: Vec<SearchParamType> = definition
-        .component
-        .iter()
-        .map(|component| r4().search_parameter_by_url(&component.definition).map(|p| p.kind))
-        .collect::<Option<_>>()
-        .ok_or_else(|| Unsupported("unknown composite component".into()))?;
+    let kinds = r4().composite_component_kinds(&param.code).ok_or_else(|| Unsupported("unknown composite parameter".into()))?;
     let at = format!("p.{}", param.code);
     let mut ways = Vec::new();
     for value in values {

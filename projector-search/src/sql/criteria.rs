@@ -344,17 +344,7 @@ fn last_updated_sql(sql: &mut Sql, alias: &str, values: &[SearchValue]) -> Resul
 
 /// A composite matches when one occurrence (`grp`) has every component matching.
 fn composite_sql(sql: &mut Sql, alias: &str, param: &ParamRef, values: &[SearchValue], role: Role) -> Result<()> {
-    let definition = r4()
-        .search_parameters()
-        .iter()
-        .find(|p| p.core && p.code == param.code && p.kind == SearchParamType::Composite)
-        .ok_or_else(|| Unsupported("unknown composite parameter".into()))?;
-    let kinds: Vec<SearchParamType> = definition
-        .component
-        .iter()
-        .map(|component| r4().search_parameter_by_url(&component.definition).map(|p| p.kind))
-        .collect::<Option<_>>()
-        .ok_or_else(|| Unsupported("unknown composite component".into()))?;
+    let kinds = r4().composite_component_kinds(&param.code).ok_or_else(|| Unsupported("unknown composite parameter".into()))?;
     sql.push("(");
     for (index, value) in values.iter().enumerate() {
         let SearchValue::Composite(parts) = value else { return Err(Unsupported("composite values need $".into())) };
