@@ -32,6 +32,9 @@ pub enum SearchError {
     Unsupported(#[from] Unsupported),
 }
 
+/// Most types a search names in its request; beyond, it looks up which exist.
+const NAMED_TYPES: usize = 16;
+
 /// Deepest offset OpenSearch pages to (its `max_result_window`).
 pub const MAX_OFFSET: usize = 10_000;
 
@@ -188,21 +191,31 @@ impl OpenSearchIndex {
         Ok(answer["hits"]["hits"].as_array().into_iter().flatten().filter_map(Found::from_hit).collect())
     }
 
-    /// Runs a search body over the aliases of `types` (all types when empty) that exist for
-    /// `tenant`.
+    /// Runs a search body over the aliases of `types` (all types when empty) for `tenant`. A few
+    /// types are named in the request, whether their indexes exist yet or not; many (a system
+    /// search, `_revinclude=*`), only those that exist, looked up first, to keep the URL short.
     async fn run(&self, tenant: &str, types: &[String], body: Value) -> Result<Value, SearchError> {
-        let existing = self.current_indexes().await?;
-        let aliases: Vec<String> = if types.is_empty() {
+        let aliases: Vec<String> = if types.is_empty() || types.len() > NAMED_TYPES {
+            let existing = self.current_indexes().await?;
             let of_tenant = self.names.tenant_prefix(tenant);
-            existing.keys().filter(|alias| alias.strip_prefix(&of_tenant).is_some_and(|rest| !rest.contains('.'))).cloned().collect()
+            let wanted = |alias: &String| types.is_empty() || types.iter().any(|resource_type| self.names.alias(tenant, resource_type) == *alias);
+            existing.into_keys().filter(|alias| alias.strip_prefix(&of_tenant).is_some_and(|rest| !rest.contains('.')) && wanted(alias)).collect()
         } else {
-            types.iter().map(|resource_type| self.names.alias(tenant, resource_type)).filter(|alias| existing.contains_key(alias)).collect()
+            types.iter().map(|resource_type| self.names.alias(tenant, resource_type)).collect()
         };
         if aliases.is_empty() {
             return Ok(json!({"hits": {"hits": [], "total": {"value": 0}}}));
         }
         let aliases: Vec<&str> = aliases.iter().map(String::as_str).collect();
-        let response = self.client.search(SearchParts::Index(&aliases)).body(body).send().await.map_err(opensearch_error)?;
+        let response = self
+            .client
+            .search(SearchParts::Index(&aliases))
+            .ignore_unavailable(true)
+            .allow_no_indices(true)
+            .body(body)
+            .send()
+            .await
+            .map_err(opensearch_error)?;
         let status = response.status_code();
         let answer: Value = response.json().await.map_err(opensearch_error)?;
         if !status.is_success() {
