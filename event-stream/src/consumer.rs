@@ -183,7 +183,7 @@ impl Consumer {
     async fn consume(self: Arc<Self>, shard: String, lease: Lease, shutdown: watch::Receiver<bool>) {
         let name = lease.name.clone();
         match self.consume_shard(&shard, &name, lease.checkpoint, shutdown).await {
-            Ok(()) => {}
+            Ok(()) | Err(StreamError::Stopped) => {}
             Err(StreamError::LeaseLost(_)) => tracing::info!(%shard, projection = self.projection.name(), "lost a shard lease"),
             Err(error) => tracing::warn!(%error, %shard, projection = self.projection.name(), "shard task stopped; its lease will be taken again"),
         }
@@ -268,7 +268,7 @@ impl Consumer {
             }
             self.pause(shutdown, backoff).await;
             if *shutdown.borrow() {
-                return Err(StreamError::LeaseLost(name.to_string()));
+                return Err(StreamError::Stopped);
             }
             self.leases.renew(name, None, None, false).await?;
             backoff = (backoff * 2).min(Duration::from_secs(5));

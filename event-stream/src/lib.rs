@@ -33,6 +33,9 @@ pub enum StreamError {
     Encoding(String),
     #[error("the lease {0} is held by another worker now")]
     LeaseLost(String),
+    /// The worker is shutting down with a batch not applied (its checkpoint stays before it).
+    #[error("stopped before the batch was applied")]
+    Stopped,
     #[error(transparent)]
     Log(#[from] LogError),
 }
