@@ -13,12 +13,13 @@
 //! possibly more than once, and different resources in any order: writing an item is
 //! idempotent (the same key, the same values), and `sup` is set from either side, whichever
 //! version arrives second: a version finds its successor's time if the successor came first, and
-//! sets its predecessor's `sup` if the predecessor is there.
+//! rewrites its predecessor's items with `sup` if the predecessor is there. A batch reads the
+//! neighbouring versions it needs in one BatchGetItem and writes its items with BatchWriteItem.
 
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
+use aws_sdk_dynamodb::types::{AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, KeysAndAttributes, PutRequest, ScalarAttributeType, WriteRequest};
 use aws_sdk_dynamodb::Client;
 use event_log::Event;
 use fhir_core::history::{HistoryPage, HistoryQuery, HistoryScope};
@@ -78,6 +79,36 @@ pub async fn create_table(client: &Client, table: &str) -> Result<()> {
     }
 }
 
+/// Keys per BatchGetItem and items per BatchWriteItem (DynamoDB's limits).
+const GET_BATCH: usize = 100;
+const WRITE_BATCH: usize = 25;
+
+/// Where a version is in the log and when it was recorded.
+#[derive(Clone, Copy)]
+struct Recorded {
+    position: u64,
+    at: i64,
+}
+
+/// The three keys of a version's items: under its resource (by version), its type and its tenant
+/// (by position).
+fn placements(tenant: &str, resource_type: &str, versions: &str, version: u64, position: u64) -> [(String, u64); 3] {
+    [(versions.to_string(), version), (type_pk(tenant, resource_type), position), (system_pk(tenant), position)]
+}
+
+fn item(pk: String, sk: u64, recorded: Recorded, superseded: Option<i64>) -> Item {
+    let mut item = HashMap::from([
+        ("pk".to_string(), AttributeValue::S(pk)),
+        ("sk".to_string(), n(sk)),
+        ("pos".to_string(), n(recorded.position)),
+        ("at".to_string(), n(recorded.at)),
+    ]);
+    if let Some(superseded) = superseded {
+        item.insert("sup".into(), n(superseded));
+    }
+    item
+}
+
 /// The history table.
 pub struct DynamoHistory {
     client: Client,
@@ -89,58 +120,81 @@ impl DynamoHistory {
         Self { client, table: table.into() }
     }
 
-    async fn get(&self, pk: String, sk: u64) -> Result<Option<Item>> {
-        let output = self.client.get_item().table_name(&self.table).key("pk", AttributeValue::S(pk)).key("sk", n(sk)).consistent_read(true).send().await.map_err(dynamo)?;
-        Ok(output.item)
+    /// BatchGetItem until nothing is left unprocessed.
+    async fn batch_get(&self, mut keys: Vec<Item>) -> Result<Vec<Item>> {
+        let mut items = Vec::with_capacity(keys.len());
+        while !keys.is_empty() {
+            let wanted = KeysAndAttributes::builder().set_keys(Some(keys)).consistent_read(true).build().map_err(dynamo)?;
+            let output = self.client.batch_get_item().request_items(&self.table, wanted).send().await.map_err(dynamo)?;
+            if let Some(found) = output.responses().and_then(|responses| responses.get(&self.table)) {
+                items.extend(found.iter().cloned());
+            }
+            keys = output.unprocessed_keys().and_then(|left| left.get(&self.table)).map(|left| left.keys().to_vec()).unwrap_or_default();
+        }
+        Ok(items)
     }
 
-    async fn put(&self, pk: String, sk: u64, position: u64, at: i64, superseded: Option<i64>) -> Result<()> {
-        let mut request = self.client.put_item().table_name(&self.table).item("pk", AttributeValue::S(pk)).item("sk", n(sk)).item("pos", n(position)).item("at", n(at));
-        if let Some(superseded) = superseded {
-            request = request.item("sup", n(superseded));
+    /// BatchWriteItem until nothing is left unprocessed.
+    async fn batch_put(&self, items: Vec<Item>) -> Result<()> {
+        let mut writes = items
+            .into_iter()
+            .map(|item| PutRequest::builder().set_item(Some(item)).build().map(|put| WriteRequest::builder().put_request(put).build()).map_err(dynamo))
+            .collect::<Result<Vec<_>>>()?;
+        while !writes.is_empty() {
+            let output = self.client.batch_write_item().request_items(&self.table, writes).send().await.map_err(dynamo)?;
+            writes = output.unprocessed_items().and_then(|left| left.get(&self.table)).cloned().unwrap_or_default();
         }
-        request.send().await.map_err(dynamo)?;
         Ok(())
     }
 
-    async fn supersede(&self, pk: String, sk: u64, at: i64) -> Result<()> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", AttributeValue::S(pk))
-            .key("sk", n(sk))
-            .update_expression("SET sup = :at")
-            .condition_expression("attribute_exists(pk)")
-            .expression_attribute_values(":at", n(at))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(error) if error.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(()),
-            Err(error) => Err(dynamo(error)),
-        }
-    }
-
-    /// Records the events' versions (idempotent, in any order across resources).
+    /// Records the events' versions (idempotent, in any order across resources): the batch's
+    /// neighbouring versions are read in one go, every item is written in batches.
     pub async fn apply(&self, events: &[Event]) -> Result<()> {
-        for event in events {
-            let key = &event.key;
-            let at = unix_millis(event);
-            let versions = version_pk(&key.tenant, &key.resource_type, &key.id);
-            let successor = self.get(versions.clone(), event.version + 1).await?;
-            let superseded = successor.as_ref().and_then(|item| number(item, "at"));
-            self.put(versions.clone(), event.version, event.position, at, superseded).await?;
-            self.put(type_pk(&key.tenant, &key.resource_type), event.position, event.position, at, superseded).await?;
-            self.put(system_pk(&key.tenant), event.position, event.position, at, superseded).await?;
-            if event.version > 1 {
-                if let Some(previous) = self.get(versions.clone(), event.version - 1).await? {
-                    let Some(position) = number(&previous, "pos").map(|p| p as u64) else { continue };
-                    self.supersede(versions.clone(), event.version - 1, at).await?;
-                    self.supersede(type_pk(&key.tenant, &key.resource_type), position, at).await?;
-                    self.supersede(system_pk(&key.tenant), position, at).await?;
+        // Versions by (resource, version): the batch's own, then their neighbours from the table.
+        let mut known: HashMap<(String, u64), Recorded> = events
+            .iter()
+            .map(|event| ((version_pk(&event.key.tenant, &event.key.resource_type, &event.key.id), event.version), Recorded { position: event.position, at: unix_millis(event) }))
+            .collect();
+        let mut wanted: Vec<(String, u64)> = Vec::new();
+        for ((resource, version), _) in known.iter() {
+            let neighbours = [Some(version + 1), version.checked_sub(1).filter(|previous| *previous > 0)];
+            for neighbour in neighbours.into_iter().flatten() {
+                if !known.contains_key(&(resource.clone(), neighbour)) {
+                    wanted.push((resource.clone(), neighbour));
                 }
             }
+        }
+        wanted.sort();
+        wanted.dedup();
+        for chunk in wanted.chunks(GET_BATCH) {
+            let keys = chunk.iter().map(|(pk, sk)| HashMap::from([("pk".to_string(), AttributeValue::S(pk.clone())), ("sk".to_string(), n(sk))])).collect();
+            for item in self.batch_get(keys).await? {
+                let (Some(AttributeValue::S(pk)), Some(version), Some(position), Some(at)) = (item.get("pk"), number(&item, "sk"), number(&item, "pos"), number(&item, "at")) else { continue };
+                known.insert((pk.clone(), version as u64), Recorded { position: position as u64, at });
+            }
+        }
+        // Each event's three items with its successor's time, and its predecessor's three
+        // superseded at its own time; one item per key.
+        let mut items: HashMap<(String, u64), Item> = HashMap::new();
+        for event in events {
+            let key = &event.key;
+            let versions = version_pk(&key.tenant, &key.resource_type, &key.id);
+            let at = unix_millis(event);
+            let superseded = known.get(&(versions.clone(), event.version + 1)).map(|next| next.at);
+            let this = Recorded { position: event.position, at };
+            for (pk, sk) in placements(&key.tenant, &key.resource_type, &versions, event.version, event.position) {
+                items.insert((pk.clone(), sk), item(pk, sk, this, superseded));
+            }
+            if let Some(previous) = event.version.checked_sub(1).and_then(|version| known.get(&(versions.clone(), version)).map(|previous| (version, *previous))) {
+                let (version, recorded) = previous;
+                for (pk, sk) in placements(&key.tenant, &key.resource_type, &versions, version, recorded.position) {
+                    items.insert((pk.clone(), sk), item(pk, sk, recorded, Some(at)));
+                }
+            }
+        }
+        let items: Vec<Item> = items.into_values().collect();
+        for chunk in items.chunks(WRITE_BATCH) {
+            self.batch_put(chunk.to_vec()).await?;
         }
         Ok(())
     }
