@@ -40,6 +40,20 @@ pub struct HistoryPage {
     pub next_before: Option<u64>,
 }
 
+impl HistoryPage {
+    /// The page from positions read newest first, one more than `count` when there are: the
+    /// extra one only tells that a next page exists, which starts below the page's last.
+    pub fn from_newest(mut positions: Vec<u64>, count: usize) -> Self {
+        let next_before = if positions.len() > count {
+            positions.truncate(count);
+            positions.last().copied()
+        } else {
+            None
+        };
+        HistoryPage { positions, next_before }
+    }
+}
+
 impl HistoryQuery {
     /// Parses the history parameters out of `params`. Parameters that are not history's own
     /// (`_format`, `_pretty`, ...) are left to the caller; unknown `_`-less ones are ignored here.

@@ -254,13 +254,7 @@ impl DynamoHistory {
                 _ => break,
             }
         }
-        let next_before = if positions.len() > query.count {
-            positions.truncate(query.count);
-            positions.last().copied()
-        } else {
-            None
-        };
-        Ok(HistoryPage { positions, next_before })
+        Ok(HistoryPage::from_newest(positions, query.count))
     }
 }
 

@@ -204,18 +204,12 @@ impl HistoryStore {
         sql.push_str(" ORDER BY position DESC LIMIT ?");
         // One row more than the page tells whether a next page exists.
         args.push((query.count as i64 + 1).into());
-        let mut positions: Vec<u64> = self.with_reader(|connection| {
+        let positions: Vec<u64> = self.with_reader(|connection| {
             let mut statement = connection.prepare_cached(&sql)?;
             let rows = statement.query_map(params_from_iter(args.iter()), |row| row.get::<_, i64>(0))?;
             Ok(rows.map(|row| row.map(|p| p as u64)).collect::<rusqlite::Result<Vec<u64>>>()?)
         })?;
-        let next_before = if positions.len() > query.count {
-            positions.truncate(query.count);
-            positions.last().copied()
-        } else {
-            None
-        };
-        Ok(HistoryPage { positions, next_before })
+        Ok(HistoryPage::from_newest(positions, query.count))
     }
 
     fn with_reader<T>(&self, work: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
