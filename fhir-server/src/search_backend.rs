@@ -31,7 +31,6 @@ impl command_api::SearchBackend for IndexedSearch {
     }
 
     async fn wait_for(&self, position: u64, timeout: Duration) -> bool {
-        let mut checkpoint = self.0.current().watch_checkpoint();
-        tokio::time::timeout(timeout, checkpoint.wait_for(|applied| *applied >= position)).await.is_ok_and(|r| r.is_ok())
+        self.0.wait_for(position, timeout).await
     }
 }

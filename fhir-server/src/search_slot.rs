@@ -10,6 +10,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use anyhow::Context;
 use event_log::EventLog;
@@ -21,6 +22,9 @@ use tokio::sync::watch;
 pub const POINTER_FILE: &str = "search.current";
 /// The index file when there is no pointer yet.
 pub const DEFAULT_INDEX_FILE: &str = "search.db";
+
+/// How often a released bulk-load hold looks whether the projector has caught up.
+const FINISH_POLL: Duration = Duration::from_millis(20);
 
 /// How far a rebuild has got.
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
@@ -101,9 +105,14 @@ async fn build(data_dir: &Path, log: &Arc<dyn EventLog>, progress: &(dyn Fn(u64,
 }
 
 impl SearchSlot {
-    /// Opens the index in use and starts its projector.
-    pub fn open(data_dir: &Path, log: Arc<dyn EventLog>) -> anyhow::Result<Arc<Self>> {
+    /// Opens the index in use and starts its projector. With `bulk_load`, the number of events
+    /// a bulk load is about to write, the index's build is held from the start (see
+    /// [`SearchIndex::hold_build`]) until [`Self::wait_for`].
+    pub fn open(data_dir: &Path, log: Arc<dyn EventLog>, bulk_load: Option<u64>) -> anyhow::Result<Arc<Self>> {
         let index = Arc::new(open_current(data_dir)?);
+        if let Some(events) = bulk_load {
+            index.hold_build(events).context("cannot prepare the search index for a bulk load")?;
+        }
         let (stop, stopped) = watch::channel(false);
         tokio::spawn(projector_search::run(index.clone(), log.clone(), stopped));
         Ok(Arc::new(SearchSlot {
@@ -161,6 +170,35 @@ impl SearchSlot {
         self.set_status("done", head, head);
         tracing::info!("search index rebuilt and swapped in");
         Ok(())
+    }
+
+    /// Waits until the index in use is searchable as of `position`, or `timeout` passes;
+    /// returns whether it is. A bulk load's hold on the build ends here: whoever waits needs
+    /// the value indexes.
+    pub async fn wait_for(self: &Arc<Self>, position: u64, timeout: Duration) -> bool {
+        let index = self.current();
+        if index.release_build() {
+            let slot = self.clone();
+            tokio::spawn(async move { slot.finish_build(index).await });
+        }
+        let mut checkpoint = self.current().watch_checkpoint();
+        tokio::time::timeout(timeout, checkpoint.wait_for(|applied| *applied >= position)).await.is_ok_and(|r| r.is_ok())
+    }
+
+    /// Creates the value indexes of a build that was held, once the projector has caught up
+    /// (it would only at its next catch-up, which may be long if the log is quiet).
+    async fn finish_build(&self, index: Arc<SearchIndex>) {
+        while index.is_building() && !index.is_held() && Arc::ptr_eq(&index, &self.current()) {
+            if index.checkpoint() >= self.log.head().await.unwrap_or(u64::MAX) {
+                let building = index.clone();
+                match tokio::task::spawn_blocking(move || building.finish_build()).await {
+                    Ok(Ok(())) => continue,
+                    Ok(Err(error)) => tracing::warn!(%error, "cannot create the search index's value indexes yet; retrying"),
+                    Err(error) => tracing::warn!(%error, "the search index build task failed; retrying"),
+                }
+            }
+            tokio::time::sleep(FINISH_POLL).await;
+        }
     }
 
     pub fn stop(&self) {

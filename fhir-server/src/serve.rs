@@ -58,28 +58,65 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
     if config.backend == BackendKind::Aws {
         return crate::aws::run(config, listener, shutdown).await;
     }
-    let _lock = lock_data_dir(&config)?;
-    let log = open_log(&config)?;
-    let history = Arc::new(HistoryStore::open(&config.data_dir.join(HISTORY_FILE)).context("cannot open the history projection")?);
-    let (stop_projectors, projectors_stopped) = watch::channel(false);
-    let dyn_log: Arc<dyn EventLog> = log.clone();
-    let history_projector = tokio::spawn(projector_history::run(history.clone(), dyn_log.clone(), projectors_stopped));
-    let search = SearchSlot::open(&config.data_dir, dyn_log.clone())?;
-
-    let api_config = config.api_config();
-    let app = command_api::router(dyn_log, Arc::new(ProjectedHistory(history)), Arc::new(IndexedSearch(search.clone())), api_config.clone())
-        .merge(crate::admin::routes(&api_config.base_path, search.clone()));
+    let embedded = Embedded::open(&config, None)?;
     let address = listener.local_addr().context("listener has no address")?;
     tracing::info!(%address, base_path = %config.base_path, data_dir = %config.data_dir.display(), "fhir server listening");
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await.context("http server failed")?;
-
+    axum::serve(listener, embedded.router()).with_graceful_shutdown(shutdown).await.context("http server failed")?;
     tracing::info!("http server stopped; stopping projectors");
-    let _ = stop_projectors.send(true);
-    search.stop();
-    let _ = history_projector.await;
-    log.close().await;
-    tracing::info!("event log closed");
+    embedded.close().await;
     Ok(())
+}
+
+/// The embedded mode's parts, opened over the data directory (which they lock): the log, the
+/// history and search projections with their projectors running, and the API over them.
+pub struct Embedded {
+    _lock: std::fs::File,
+    log: Arc<SqliteEventLog>,
+    search: Arc<SearchSlot>,
+    stop_projectors: watch::Sender<bool>,
+    history_projector: tokio::task::JoinHandle<()>,
+    router: axum::Router,
+}
+
+impl Embedded {
+    /// Opens everything; `bulk_load` is for an import of about that many events (see
+    /// [`SearchSlot::open`]).
+    pub fn open(config: &Config, bulk_load: Option<u64>) -> anyhow::Result<Self> {
+        let lock = lock_data_dir(config)?;
+        let log = open_log(config)?;
+        let history = Arc::new(HistoryStore::open(&config.data_dir.join(HISTORY_FILE)).context("cannot open the history projection")?);
+        let (stop_projectors, projectors_stopped) = watch::channel(false);
+        let dyn_log: Arc<dyn EventLog> = log.clone();
+        let history_projector = tokio::spawn(projector_history::run(history.clone(), dyn_log.clone(), projectors_stopped));
+        let search = SearchSlot::open(&config.data_dir, dyn_log.clone(), bulk_load)?;
+        let api_config = config.api_config();
+        let router = command_api::router(dyn_log, Arc::new(ProjectedHistory(history)), Arc::new(IndexedSearch(search.clone())), api_config.clone())
+            .merge(crate::admin::routes(&api_config.base_path, search.clone()));
+        Ok(Embedded { _lock: lock, log, search, stop_projectors, history_projector, router })
+    }
+
+    /// The API (and the admin routes) to serve.
+    pub fn router(&self) -> axum::Router {
+        self.router.clone()
+    }
+
+    pub fn search(&self) -> &Arc<SearchSlot> {
+        &self.search
+    }
+
+    /// The log's last position.
+    pub async fn head(&self) -> anyhow::Result<u64> {
+        Ok(self.log.head().await?)
+    }
+
+    /// Stops the projectors and closes the log; call once no request is in flight.
+    pub async fn close(self) {
+        let _ = self.stop_projectors.send(true);
+        self.search.stop();
+        let _ = self.history_projector.await;
+        self.log.close().await;
+        tracing::info!("event log closed");
+    }
 }
 
 /// Completes on Ctrl-C or SIGTERM.

@@ -43,6 +43,18 @@ fn write_inputs(dir: &Path) {
         "this is not json".to_string(),
     ];
     std::fs::write(dir.join("c-lines.ndjson"), lines.join("\n")).unwrap();
+    // A conditional create needs a current search index while the import holds its build.
+    let conditional = json!({ "resourceType": "Bundle", "type": "transaction", "entry": [{
+        "resource": { "resourceType": "Patient", "identifier": [{ "system": "urn:mrn", "value": "77" }], "name": [{ "family": "Once" }] },
+        "request": { "method": "POST", "url": "Patient", "ifNoneExist": "identifier=urn:mrn|77" },
+    }]});
+    std::fs::write(dir.join("d-conditional.json"), conditional.to_string()).unwrap();
+}
+
+/// Whether the search index in `data` has its value indexes (it is built, not building).
+fn search_index_built(data: &Path) -> bool {
+    let index = rusqlite::Connection::open(data.join("search.db")).unwrap();
+    index.query_row("SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND name = 'ix_token_value'", [], |row| row.get::<_, i64>(0)).unwrap() == 1
 }
 
 async fn total(server: &TestServer, query: &str) -> u64 {
@@ -60,7 +72,9 @@ async fn import_reports_failures_and_never_duplicates() {
     let first = import(data.path(), &[inputs.path().to_str().unwrap()]);
     let report = String::from_utf8_lossy(&first.stdout).to_string();
     assert_eq!(first.status.code(), Some(1), "failures make the exit status 1: {report}");
-    assert!(report.contains("imported 6 resources from 3 files"), "{report}");
+    assert!(report.contains("imported 7 resources from 4 files"), "{report}");
+    assert!(search_index_built(data.path()), "an import ends with its resources searchable");
+    assert!(!report.contains("d-conditional"), "{report}");
     assert!(report.contains("b-bad.json") && report.contains("entry 1"), "the failing bundle entry is named: {report}");
     assert!(report.contains("c-lines.ndjson line 6: not a JSON object"), "{report}");
     assert!(report.contains("c-lines.ndjson line 5: 400"), "{report}");
@@ -69,7 +83,7 @@ async fn import_reports_failures_and_never_duplicates() {
     // Again: what finished is skipped, what failed is tried again (and fails again).
     let second = import(data.path(), &[inputs.path().to_str().unwrap()]);
     let report = String::from_utf8_lossy(&second.stdout).to_string();
-    assert!(report.contains("3 skipped as already imported"), "{report}");
+    assert!(report.contains("4 skipped as already imported"), "{report}");
 
     // Without the progress file every unit is sent again: still no duplicates.
     std::fs::remove_file(data.path().join("import-progress.json")).unwrap();
@@ -80,6 +94,7 @@ async fn import_reports_failures_and_never_duplicates() {
     assert_eq!(total(&server, "Observation?_summary=count").await, 2);
     assert_eq!(total(&server, "Patient?family=Line&_summary=count").await, 3);
     assert_eq!(total(&server, "Patient?family=Never&_summary=count").await, 0, "a failed transaction leaves nothing");
+    assert_eq!(total(&server, "Patient?family=Once&_summary=count").await, 1, "a conditional create is not repeated");
     let line = json_with_status(server.get("Patient/line-2").await, 200).await;
     assert_eq!(line["meta"]["versionId"], "1", "sending the same resource again wrote no new version");
     let observation: Value = json_with_status(server.get("Observation?_count=1").await, 200).await;

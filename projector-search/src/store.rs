@@ -16,6 +16,11 @@
 //! the index's final size. Meanwhile searches stay correct as of the last published checkpoint,
 //! only slower (they scan), and the file stays durable (write-ahead log): a crash resumes the
 //! deferred build rather than starting over.
+//!
+//! A bulk load that knows what is coming (`fhir-server import`) can also *hold* the build
+//! ([`SearchIndex::hold_build`]): the value indexes are then created once at the end rather than
+//! each time the projector catches up with the load. Whoever needs a current index (a
+//! read-your-writes search, a conditional write) releases the hold ([`SearchIndex::release_build`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -71,6 +76,8 @@ pub struct SearchIndex {
     path: PathBuf,
     /// Value indexes not created yet (see the module docs).
     building: AtomicBool,
+    /// A bulk load holds the build: [`SearchIndex::finish_build`] leaves it for later.
+    held: AtomicBool,
     checkpoint: AtomicU64,
     checkpoint_tx: watch::Sender<u64>,
     last_optimize: Mutex<Instant>,
@@ -138,6 +145,7 @@ impl SearchIndex {
             readers: Mutex::new(Vec::new()),
             path: path.to_path_buf(),
             building: AtomicBool::new(building),
+            held: AtomicBool::new(false),
             checkpoint: AtomicU64::new(checkpoint),
             checkpoint_tx,
             last_optimize: Mutex::new(Instant::now()),
@@ -185,10 +193,46 @@ impl SearchIndex {
         if events < DEFER_INDEXES_FROM || self.is_building() {
             return Ok(());
         }
+        if self.defer_for(events)? {
+            tracing::info!(events, "the search index is far behind the log: value indexes deferred until it catches up");
+        }
+        Ok(())
+    }
+
+    /// A bulk load of about `events` events is coming: build mode (as for a backlog, see
+    /// [`Self::behind`]; an index still building from zero stays so) until
+    /// [`Self::release_build`], however often the projector catches up meanwhile. Returns whether
+    /// the build is held; a load too small for the index changes nothing.
+    pub fn hold_build(&self, events: u64) -> Result<bool> {
+        if !self.is_building() && !self.defer_for(events)? {
+            return Ok(false);
+        }
+        self.held.store(true, Ordering::Release);
+        tracing::info!(events, "bulk load: value indexes deferred until it ends");
+        Ok(true)
+    }
+
+    /// Ends a hold; true if there was one. The projector's next catch-up (or a call of
+    /// [`Self::finish_build`]) then creates the value indexes.
+    pub fn release_build(&self) -> bool {
+        self.held.swap(false, Ordering::AcqRel)
+    }
+
+    /// True while a bulk load holds the build.
+    pub fn is_held(&self) -> bool {
+        self.held.load(Ordering::Acquire)
+    }
+
+    /// Drops the value indexes of a built index if `events` more are worth sorting once
+    /// ([`defers`]); true if it did.
+    fn defer_for(&self, events: u64) -> Result<bool> {
         let connection = self.writer.lock().map_err(|_| IndexError::Poisoned)?;
+        if self.is_building() {
+            return Ok(false);
+        }
         let rows: i64 = connection.query_row("SELECT coalesce(max(row), 0) FROM resources", [], |row| row.get(0))?;
         if !defers(events, rows as u64) {
-            return Ok(());
+            return Ok(false);
         }
         let mut sql = String::from("BEGIN;");
         for (name, _) in VALUE_INDEXES {
@@ -197,8 +241,7 @@ impl SearchIndex {
         sql.push_str("COMMIT;");
         connection.execute_batch(&sql)?;
         self.building.store(true, Ordering::Release);
-        tracing::info!(events, rows, "the search index is far behind the log: value indexes deferred until it catches up");
-        Ok(())
+        Ok(true)
     }
 
     /// Applies events in position order and advances the checkpoint, in one transaction.
@@ -226,8 +269,11 @@ impl SearchIndex {
 
     /// Ends a build from zero: creates the value indexes and the planner's statistics, then
     /// publishes the checkpoint. Otherwise refreshes the statistics now and then. Call when
-    /// caught up with the log.
+    /// caught up with the log. While a bulk load holds the build, does nothing.
     pub fn finish_build(&self) -> Result<()> {
+        if self.is_held() {
+            return Ok(());
+        }
         let connection = self.writer.lock().map_err(|_| IndexError::Poisoned)?;
         if self.is_building() {
             let started = Instant::now();

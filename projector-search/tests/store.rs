@@ -1,7 +1,7 @@
 //! The index's write side: idempotent apply, versions and deletes seen at snapshots, a build
 //! from zero (value indexes created when caught up, the checkpoint published only then), an
-//! interrupted build started over, a deferred build of an index far behind resumed, and an
-//! index file of an older layout refused.
+//! interrupted build started over, a deferred build of an index far behind resumed, a bulk
+//! load's hold on the build, and an index file of an older layout refused.
 
 use bytes::Bytes;
 use event_log::{Event, Operation, StreamKey};
@@ -100,6 +100,36 @@ fn an_interrupted_build_starts_over() {
     reopened.apply(&history()).unwrap();
     reopened.finish_build().unwrap();
     assert_eq!(find(&reopened, "gamma", 4), vec![3]);
+}
+
+#[test]
+fn a_bulk_load_holds_the_build_until_released() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = SearchIndex::open(&dir.path().join("search.db")).unwrap();
+    assert!(index.hold_build(1).unwrap(), "an index building from zero stays building, whatever the load");
+    let watch = index.watch_checkpoint();
+    index.apply(&history()[..2]).unwrap();
+    index.finish_build().unwrap();
+    assert!(index.is_building() && index.is_held(), "catching up does not end a held build");
+    assert_eq!(*watch.borrow(), 0);
+    assert_eq!(find(&index, "beta", 2), vec![2], "searches stay correct meanwhile");
+    assert!(index.release_build());
+    assert!(!index.release_build(), "released once");
+    index.finish_build().unwrap();
+    assert!(!index.is_building());
+    assert_eq!(*watch.borrow(), 2);
+
+    // A built index: only a load larger than the index (and not small) is worth the re-sort.
+    assert!(!index.hold_build(DEFER_INDEXES_FROM - 1).unwrap());
+    assert!(!index.is_building() && !index.is_held());
+    assert!(index.hold_build(DEFER_INDEXES_FROM).unwrap(), "two rows: a larger load defers the value indexes");
+    index.apply(&history()[2..]).unwrap();
+    index.finish_build().unwrap();
+    assert_eq!(*watch.borrow(), 2, "held: nothing published");
+    index.release_build();
+    index.finish_build().unwrap();
+    assert_eq!(*watch.borrow(), 4);
+    assert_eq!(find(&index, "gamma", 4), vec![3]);
 }
 
 #[test]

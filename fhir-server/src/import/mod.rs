@@ -10,6 +10,10 @@
 //! unit is idempotent (see `units`), so even a unit that committed just before an interruption
 //! makes no duplicate when it is sent again.
 //!
+//! In-process (embedded mode), the import holds the search index's build while it loads, so
+//! that the index sorts its value indexes once at the end rather than inserting into them row by
+//! row (see `projector_search::store`), and it ends only when everything it wrote is searchable.
+//!
 //! - `units`: files into requests; `progress`: what is finished.
 
 mod progress;
@@ -25,12 +29,16 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 use tokio::sync::oneshot;
 
-use crate::config::Config;
+use crate::config::{BackendKind, Config};
+use crate::serve::Embedded;
 use progress::Progress;
 use units::{read_units, Unit};
 
 /// Largest request body the in-process server accepts during an import.
 const LOCAL_MAX_BODY: usize = 1 << 30;
+/// What a resource of the input takes at most on average, in bytes, for a lower bound of how
+/// many are coming (Synthea's patient bundles average about 1.8 KB).
+const INPUT_BYTES_PER_RESOURCE: u64 = 8 * 1024;
 /// Failures listed in the summary (all are counted).
 const LISTED_FAILURES: usize = 50;
 
@@ -61,7 +69,8 @@ pub async fn run(config: &Config, options: Options) -> anyhow::Result<bool> {
     let (base, local) = match &options.server {
         Some(server) => (server.trim_end_matches('/').to_string(), None),
         None => {
-            let (base, local) = start_local(config).await?;
+            let input_bytes = files.iter().filter_map(|file| std::fs::metadata(file).ok()).map(|metadata| metadata.len()).sum();
+            let (base, local) = start_local(config, input_bytes).await?;
             (base, Some(local))
         }
     };
@@ -72,10 +81,10 @@ pub async fn run(config: &Config, options: Options) -> anyhow::Result<bool> {
     let started = Instant::now();
     let imports: Vec<_> = files.iter().map(|path| import_file(&client, &base, path, &progress, &tally, &bar, started)).collect();
     futures::stream::iter(imports).buffer_unordered(options.concurrency.max(1)).collect::<Vec<()>>().await;
-    bar.finish_and_clear();
     if let Some(local) = local {
-        local.stop().await?;
+        local.stop(&bar).await?;
     }
+    bar.finish_and_clear();
     let tally = std::mem::take(&mut *tally.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
     let seconds = started.elapsed().as_secs_f64();
     println!(
@@ -216,33 +225,57 @@ fn diagnostics(issue: &Value) -> String {
 /// The server, in this process, for the length of an import.
 struct LocalServer {
     stop: oneshot::Sender<()>,
-    handle: tokio::task::JoinHandle<anyhow::Result<()>>,
+    serving: tokio::task::JoinHandle<anyhow::Result<()>>,
+    /// In embedded mode, its parts (for the search index's bulk load).
+    embedded: Option<Embedded>,
 }
 
 impl LocalServer {
-    async fn stop(self) -> anyhow::Result<()> {
+    /// Waits until the search index has everything the import wrote, then stops.
+    async fn stop(self, bar: &ProgressBar) -> anyhow::Result<()> {
+        if let Some(embedded) = &self.embedded {
+            let head = embedded.head().await?;
+            bar.set_message("making the import searchable");
+            while !embedded.search().wait_for(head, Duration::from_secs(1)).await {
+                let position = embedded.search().current().checkpoint();
+                bar.set_message(format!("making the import searchable: {position} of {head} events indexed"));
+            }
+        }
         let _ = self.stop.send(());
-        self.handle.await.context("the import server task failed")?
+        self.serving.await.context("the import server task failed")??;
+        if let Some(embedded) = self.embedded {
+            embedded.close().await;
+        }
+        Ok(())
     }
 }
 
-async fn start_local(config: &Config) -> anyhow::Result<(String, LocalServer)> {
+async fn start_local(config: &Config, input_bytes: u64) -> anyhow::Result<(String, LocalServer)> {
     let mut config = config.clone();
     config.max_body_bytes = config.max_body_bytes.max(LOCAL_MAX_BODY);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("cannot listen on loopback")?;
     let base = format!("http://{}{}", listener.local_addr()?, config.base_path);
     let (stop, stopped) = oneshot::channel::<()>();
-    let handle = tokio::spawn(crate::serve::run(config, listener, async move {
+    let stopped = async move {
         let _ = stopped.await;
-    }));
+    };
+    let (serving, embedded) = if config.backend == BackendKind::Aws {
+        (tokio::spawn(crate::serve::run(config, listener, stopped)), None)
+    } else {
+        let embedded = Embedded::open(&config, Some(input_bytes / INPUT_BYTES_PER_RESOURCE))?;
+        let router = embedded.router();
+        let serving = tokio::spawn(async move { axum::serve(listener, router).with_graceful_shutdown(stopped).await.context("the import server failed") });
+        (serving, Some(embedded))
+    };
+    let local = LocalServer { stop, serving, embedded };
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        if handle.is_finished() {
-            return Err(handle.await.context("the import server task failed")?.err().unwrap_or_else(|| anyhow::anyhow!("the import server stopped")));
+        if local.serving.is_finished() {
+            return Err(local.serving.await.context("the import server task failed")?.err().unwrap_or_else(|| anyhow::anyhow!("the import server stopped")));
         }
         if client.get(format!("{base}/metadata")).send().await.is_ok_and(|r| r.status().is_success()) {
-            return Ok((base, LocalServer { stop, handle }));
+            return Ok((base, local));
         }
         if Instant::now() > deadline {
             anyhow::bail!("the import server did not start");
