@@ -40,8 +40,11 @@ pub fn router(
     search: Arc<dyn SearchBackend>,
     config: ApiConfig,
 ) -> Router {
-    let capability_statement = handlers::capability_statement(&config);
-    let state = Arc::new(AppState { log, history, search, config, conditional_locks: Default::default(), capability_statement });
+    router_for(AppState::new(log, history, search, config))
+}
+
+/// The API's router over a state that callers inside the process also use directly.
+pub fn router_for(state: Arc<AppState>) -> Router {
     handlers::routes(state).layer(CatchPanicLayer::custom(|_| {
         axum::response::IntoResponse::into_response(ApiError::Internal("a request handler panicked".into()))
     }))

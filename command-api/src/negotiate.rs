@@ -34,6 +34,19 @@ pub struct RequestContext {
 }
 
 impl RequestContext {
+    /// The context of a call from inside the process (e.g. `fhir-server import`) rather than
+    /// over HTTP: no query, no headers, the default tenant, answers as `prefer_return` says.
+    pub fn internal(state: &AppState, prefer_return: PreferReturn) -> Self {
+        RequestContext {
+            params: Vec::new(),
+            pretty: false,
+            prefer_return,
+            base_url: base_url(state, &HeaderMap::new()),
+            headers: HeaderMap::new(),
+            tenant: state.config.default_tenant.clone(),
+        }
+    }
+
     pub fn param(&self, name: &str) -> Option<&str> {
         self.params.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
     }

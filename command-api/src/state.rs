@@ -64,6 +64,13 @@ pub struct AppState {
     pub capability_statement: bytes::Bytes,
 }
 
+impl AppState {
+    pub fn new(log: Arc<dyn EventLog>, history: Arc<dyn HistoryIndex>, search: Arc<dyn SearchBackend>, config: ApiConfig) -> Arc<Self> {
+        let capability_statement = crate::handlers::capability_statement(&config);
+        Arc::new(AppState { log, history, search, config, conditional_locks: Default::default(), capability_statement })
+    }
+}
+
 /// The search index, as the API sees it. The binary wires in the search projector's index.
 #[async_trait]
 pub trait SearchBackend: Send + Sync + 'static {

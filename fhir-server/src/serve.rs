@@ -75,6 +75,7 @@ pub struct Embedded {
     search: Arc<SearchSlot>,
     stop_projectors: watch::Sender<bool>,
     history_projector: tokio::task::JoinHandle<()>,
+    api: Arc<command_api::AppState>,
     router: axum::Router,
 }
 
@@ -90,14 +91,19 @@ impl Embedded {
         let history_projector = tokio::spawn(projector_history::run(history.clone(), dyn_log.clone(), projectors_stopped));
         let search = SearchSlot::open(&config.data_dir, dyn_log.clone(), bulk_load)?;
         let api_config = config.api_config();
-        let router = command_api::router(dyn_log, Arc::new(ProjectedHistory(history)), Arc::new(IndexedSearch(search.clone())), api_config.clone())
-            .merge(crate::admin::routes(&api_config.base_path, search.clone()));
-        Ok(Embedded { _lock: lock, log, search, stop_projectors, history_projector, router })
+        let api = command_api::AppState::new(dyn_log, Arc::new(ProjectedHistory(history)), Arc::new(IndexedSearch(search.clone())), api_config.clone());
+        let router = command_api::router_for(api.clone()).merge(crate::admin::routes(&api_config.base_path, search.clone()));
+        Ok(Embedded { _lock: lock, log, search, stop_projectors, history_projector, api, router })
     }
 
     /// The API (and the admin routes) to serve.
     pub fn router(&self) -> axum::Router {
         self.router.clone()
+    }
+
+    /// The API's state, for calls from inside the process.
+    pub fn api(&self) -> &Arc<command_api::AppState> {
+        &self.api
     }
 
     pub fn search(&self) -> &Arc<SearchSlot> {

@@ -5,7 +5,6 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use axum::response::Response;
 use axum::Router;
 use bytes::Bytes;
 use futures::StreamExt;
@@ -13,9 +12,9 @@ use fhir_core::Issue;
 use serde_json::Value;
 
 use super::dispatch::dispatch;
-use super::entry::{BundleEntry, BundleKind, Method};
+use super::entry::{BundleEntry, Method};
 use super::references::references_in;
-use super::response::{render, EntryResult};
+use super::response::EntryResult;
 use crate::error::{ApiError, ApiResult};
 use crate::negotiate::RequestContext;
 use crate::state::AppState;
@@ -23,13 +22,12 @@ use crate::state::AppState;
 /// How many entries of one batch run at once.
 const CONCURRENCY: usize = 8;
 
-pub async fn run(state: &Arc<AppState>, context: &RequestContext, entries: Vec<Result<BundleEntry, Issue>>) -> ApiResult<Response> {
+pub async fn run(state: &Arc<AppState>, context: &RequestContext, entries: Vec<Result<BundleEntry, Issue>>) -> Vec<EntryResult> {
     let router = crate::handlers::routes(state.clone());
     let base_path = state.config.base_path.trim_end_matches('/').to_string();
     let full_urls: HashSet<&str> = entries.iter().flatten().filter_map(|entry| entry.full_url.as_deref()).collect();
     let runs: Vec<_> = entries.iter().map(|entry| run_entry(&router, &base_path, context, entry.as_ref(), &full_urls)).collect();
-    let results: Vec<EntryResult> = futures::stream::iter(runs).buffered(CONCURRENCY).collect().await;
-    render(BundleKind::Batch, &results, context.pretty)
+    futures::stream::iter(runs).buffered(CONCURRENCY).collect().await
 }
 
 async fn run_entry(

@@ -20,7 +20,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::http::StatusCode;
-use axum::response::Response;
 use bytes::Bytes;
 use futures::StreamExt;
 use event_log::{AppendBatch, Event, ExpectedVersion, LogError, NewEvent, Operation, StreamKey};
@@ -28,9 +27,9 @@ use fhir_core::{operation_outcome, Issue};
 use serde_json::Value;
 
 use super::dispatch::dispatch;
-use super::entry::{BundleEntry, BundleKind, Method, Target};
+use super::entry::{BundleEntry, Method, Target};
 use super::references::{is_conditional_reference, references_in, rewrite_in};
-use super::response::{render, EntryResult};
+use super::response::EntryResult;
 use crate::error::{ApiError, ApiResult};
 use crate::handlers::conditional::{lock_key, matches};
 use crate::negotiate::{PreferReturn, RequestContext};
@@ -75,7 +74,7 @@ struct Write<'e> {
     status: StatusCode,
 }
 
-pub async fn run(state: &Arc<AppState>, context: &RequestContext, mut entries: Vec<BundleEntry>) -> ApiResult<Response> {
+pub async fn run(state: &Arc<AppState>, context: &RequestContext, mut entries: Vec<BundleEntry>) -> ApiResult<Vec<EntryResult>> {
     let mut lock_keys: Vec<String> = entries
         .iter()
         .filter_map(|entry| match (&entry.target, &entry.if_none_exist) {
@@ -102,7 +101,7 @@ pub async fn run(state: &Arc<AppState>, context: &RequestContext, mut entries: V
             };
         }
     }
-    render(BundleKind::Transaction, &results, context.pretty)
+    Ok(results)
 }
 
 /// Plans the transaction and appends it.

@@ -23,18 +23,29 @@ use crate::negotiate::RequestContext;
 use crate::resource::parse_json;
 use crate::state::AppState;
 
-/// Runs a batch or transaction Bundle read from the request body.
+pub use entry::BundleKind;
+pub use response::EntryResult;
+
+/// Runs a batch or transaction Bundle read from the request body; answers with the response
+/// Bundle.
 pub async fn process(state: &Arc<AppState>, context: &RequestContext, body: &[u8]) -> ApiResult<Response> {
-    let bundle = parse_json(body)?;
+    let (kind, results) = run(state, context, parse_json(body)?).await?;
+    response::render(kind, &results, context.pretty)
+}
+
+/// Runs a batch or transaction Bundle: what it was, and each entry's outcome in the request's
+/// order. A transaction that fails fails as a whole, with an error naming the entry.
+pub async fn run(state: &Arc<AppState>, context: &RequestContext, bundle: serde_json::Value) -> ApiResult<(BundleKind, Vec<EntryResult>)> {
     let (kind, entries) = entry::parse_bundle(bundle, &context.base_url).map_err(ApiError::BadRequest)?;
-    match kind {
-        entry::BundleKind::Batch => batch::run(state, context, entries).await,
-        entry::BundleKind::Transaction => {
+    let results = match kind {
+        BundleKind::Batch => batch::run(state, context, entries).await,
+        BundleKind::Transaction => {
             let issues: Vec<_> = entries.iter().filter_map(|entry| entry.as_ref().err().cloned()).collect();
             if !issues.is_empty() {
                 return Err(ApiError::BadRequest(issues));
             }
-            commit::run(state, context, entries.into_iter().flatten().collect()).await
+            commit::run(state, context, entries.into_iter().flatten().collect()).await?
         }
-    }
+    };
+    Ok((kind, results))
 }
