@@ -54,11 +54,11 @@ enum Command {
         /// Files or directories.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
-        /// Base URL of a running server; without it the server runs in this process over the
+        /// Base URL of a running server; without it the API runs in this process over the
         /// data directory (which must not be in use).
         #[arg(long)]
         server: Option<String>,
-        /// Requests in flight at once.
+        /// Files (Bundles, or NDJSON batches) in flight at once.
         #[arg(long, default_value_t = 4)]
         concurrency: usize,
     },
