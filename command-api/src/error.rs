@@ -19,6 +19,9 @@ pub enum ApiError {
     /// The resource was deleted; carries the version and time of the delete.
     #[error("gone")]
     Gone { version: u64, deleted_at: OffsetDateTime },
+    /// No credentials, or credentials that do not check out.
+    #[error("unauthorized")]
+    Unauthorized(String),
     #[error("method not allowed")]
     MethodNotAllowed(String),
     #[error("not acceptable")]
@@ -74,6 +77,7 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Gone { .. } => StatusCode::GONE,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
@@ -95,6 +99,7 @@ impl ApiError {
             ApiError::Gone { version, .. } => {
                 one(IssueType::Deleted, &format!("the resource was deleted (version {version})"))
             }
+            ApiError::Unauthorized(text) => one(IssueType::Login, text),
             ApiError::MethodNotAllowed(text) => one(IssueType::NotSupported, text),
             ApiError::NotAcceptable(text) | ApiError::UnsupportedMediaType(text) => one(IssueType::NotSupported, text),
             ApiError::Conflict(text) | ApiError::PreconditionFailed(text) => one(IssueType::Conflict, text),
@@ -127,6 +132,9 @@ impl IntoResponse for ApiError {
         }
         let body = serde_json::to_vec(&operation_outcome(&self.issues())).unwrap_or_default();
         let mut response = fhir_json_response(status, body.into());
+        if let ApiError::Unauthorized(_) = self {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer error=\"invalid_token\""));
+        }
         if let ApiError::Gone { version, deleted_at } = self {
             let headers = response.headers_mut();
             headers.insert(header::ETAG, etag(version));

@@ -4,7 +4,8 @@
 //! from the history projection, after waiting (bounded) for it to catch up.
 //!
 //! Layout:
-//! - [`state`]: shared state, settings, and the read-model ports the binary wires in.
+//! - [`state`]: shared state, settings, and the read-model ports the binary wires in;
+//!   [`auth`]: the caller, and the authentication port.
 //! - [`negotiate`]: query parameters, formats, `Prefer`, body media type and size.
 //! - [`resource`]: parse, validate and stamp request resources; [`patch`]: JSON Patch and
 //!   FHIRPath Patch bodies.
@@ -14,6 +15,7 @@
 //!   and transaction Bundles.
 //! - [`respond`] and [`error`]: response building, and the one place errors become statuses.
 
+pub mod auth;
 pub mod error;
 pub mod handlers;
 pub mod locks;
@@ -33,17 +35,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 pub use error::ApiError;
 pub use state::{ApiConfig, AppState, HistoryIndex, SearchBackend, SearchFailure, SearchPageRequest, SearchResult};
 
-/// Builds the API's router for the given log, read models and settings.
-pub fn router(
-    log: Arc<dyn event_log::EventLog>,
-    history: Arc<dyn HistoryIndex>,
-    search: Arc<dyn SearchBackend>,
-    config: ApiConfig,
-) -> Router {
-    router_for(AppState::new(log, history, search, config))
-}
-
-/// The API's router over a state that callers inside the process also use directly.
+/// The API's router over its state (which callers inside the process may also use directly).
 pub fn router_for(state: Arc<AppState>) -> Router {
     handlers::routes(state).layer(CatchPanicLayer::custom(|_| {
         axum::response::IntoResponse::into_response(ApiError::Internal("a request handler panicked".into()))

@@ -10,6 +10,7 @@ use axum::http::{header, HeaderMap};
 use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
+use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
@@ -31,6 +32,7 @@ pub struct RequestContext {
     pub base_url: String,
     pub headers: HeaderMap,
     pub tenant: String,
+    pub principal: Principal,
 }
 
 impl RequestContext {
@@ -44,6 +46,7 @@ impl RequestContext {
             base_url: base_url(state, &HeaderMap::new()),
             headers: HeaderMap::new(),
             tenant: state.config.default_tenant.clone(),
+            principal: Principal::system(),
         }
     }
 
@@ -100,6 +103,7 @@ impl FromRequestParts<Arc<AppState>> for RequestContext {
             base_url,
             headers: parts.headers.clone(),
             tenant: state.config.default_tenant.clone(),
+            principal: parts.extensions.get::<Principal>().cloned().unwrap_or_else(Principal::anonymous),
         })
     }
 }

@@ -8,6 +8,8 @@ use event_log::EventLog;
 use fhir_core::history::{HistoryPage, HistoryQuery};
 use fhir_core::search::SearchQuery;
 
+use crate::auth::Authenticator;
+
 /// The history read model, as the API sees it. The binary wires in the projector's store.
 #[async_trait]
 pub trait HistoryIndex: Send + Sync + 'static {
@@ -62,12 +64,20 @@ pub struct AppState {
     pub conditional_locks: crate::locks::KeyedLocks,
     /// The CapabilityStatement, rendered once at start-up.
     pub capability_statement: bytes::Bytes,
+    /// Who is calling (see [`crate::auth`]).
+    pub authenticator: Arc<dyn Authenticator>,
 }
 
 impl AppState {
-    pub fn new(log: Arc<dyn EventLog>, history: Arc<dyn HistoryIndex>, search: Arc<dyn SearchBackend>, config: ApiConfig) -> Arc<Self> {
+    pub fn new(
+        log: Arc<dyn EventLog>,
+        history: Arc<dyn HistoryIndex>,
+        search: Arc<dyn SearchBackend>,
+        config: ApiConfig,
+        authenticator: Arc<dyn Authenticator>,
+    ) -> Arc<Self> {
         let capability_statement = crate::handlers::capability_statement(&config);
-        Arc::new(AppState { log, history, search, config, conditional_locks: Default::default(), capability_statement })
+        Arc::new(AppState { log, history, search, config, conditional_locks: Default::default(), capability_statement, authenticator })
     }
 }
 

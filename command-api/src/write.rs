@@ -37,6 +37,7 @@ pub struct Written {
 /// `decide` may be called several times; it must not have side effects.
 pub async fn write_with_retry(
     state: &AppState,
+    actor: &str,
     key: &StreamKey,
     if_match: Option<u64>,
     mut decide: impl FnMut(Option<&Event>) -> ApiResult<Plan>,
@@ -65,7 +66,7 @@ pub async fn write_with_retry(
             Plan::Delete => (Operation::Delete, None),
             Plan::Put(resource) => (if was_live { Operation::Update } else { Operation::Create }, Some(resource)),
         };
-        match append_one(state, key, expected, operation, resource).await {
+        match append_one(state, actor, key, expected, operation, resource).await {
             Ok(written) => return Ok(Written { created: !was_live && operation != Operation::Delete, ..written }),
             Err(ApiError::Conflict(_)) if if_match.is_some() => {
                 return Err(ApiError::PreconditionFailed("the resource changed after the If-Match version; re-read and retry".into()))
@@ -77,9 +78,11 @@ pub async fn write_with_retry(
     Err(ApiError::Conflict("the resource is being changed by many requests at once; retry".into()))
 }
 
-/// Appends one event for `key` at `expected`, stamping the resource with the new version.
+/// Appends one event for `key` at `expected` by `actor`, stamping the resource with the new
+/// version.
 pub async fn append_one(
     state: &AppState,
+    actor: &str,
     key: &StreamKey,
     expected: ExpectedVersion,
     operation: Operation,
@@ -93,7 +96,7 @@ pub async fn append_one(
     };
     let batch = AppendBatch {
         transaction_id: uuid::Uuid::new_v4().to_string(),
-        actor: "anonymous".into(),
+        actor: actor.into(),
         recorded_at,
         events: vec![NewEvent { key: key.clone(), expected, operation, body: body.clone() }],
     };

@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// Address to listen on. Loopback by default: there is no authentication yet.
+    /// Address to listen on. Loopback by default; any other address needs authentication (see
+    /// `[auth]`).
     pub listen: SocketAddr,
     /// Directory holding the event log and the projections.
     pub data_dir: PathBuf,
@@ -35,6 +36,55 @@ pub struct Config {
     pub backend: BackendKind,
     /// Where AWS mode keeps things.
     pub aws: AwsConfig,
+    /// Who may call the API.
+    pub auth: AuthConfig,
+}
+
+/// Authentication. `none` accepts every caller as anonymous and is allowed only on a loopback
+/// address (unless forced with `allow_remote_without_auth`); `jwt` requires a bearer token
+/// signed by a key of `jwks_url`, issued by `issuer` for `audience`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    pub mode: AuthMode,
+    /// The issuer's key set, e.g. `https://cognito-idp.REGION.amazonaws.com/POOL/.well-known/jwks.json`.
+    pub jwks_url: Option<String>,
+    /// The tokens' `iss`, e.g. `https://cognito-idp.REGION.amazonaws.com/POOL`.
+    pub issuer: Option<String>,
+    /// The tokens' `aud` (for Cognito: the app client id).
+    pub audience: Option<String>,
+    /// Accepted signature algorithms, of `RS256` and `ES256`.
+    pub algorithms: Vec<String>,
+    /// Least seconds between two fetches of the key set caused by tokens naming unknown keys.
+    pub jwks_min_refresh_secs: u64,
+    /// If set, every request must also carry it in `x-api-key`. A secret: set it through
+    /// `FHIR_SERVER_AUTH__API_KEY`, not in a file that is committed.
+    #[serde(skip_serializing)]
+    pub api_key: Option<String>,
+    /// Serve without authentication on a non-loopback address (with a warning).
+    pub allow_remote_without_auth: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    None,
+    Jwt,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            mode: AuthMode::None,
+            jwks_url: None,
+            issuer: None,
+            audience: None,
+            algorithms: vec!["RS256".into(), "ES256".into()],
+            jwks_min_refresh_secs: access_control::jwks::REFRESH_AT_MOST_EVERY.as_secs(),
+            api_key: None,
+            allow_remote_without_auth: false,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,6 +163,7 @@ impl Default for Config {
             search_wait_ms: 5_000,
             backend: BackendKind::Embedded,
             aws: AwsConfig::default(),
+            auth: AuthConfig::default(),
         }
     }
 }

@@ -9,9 +9,11 @@
 //!   [`admin`]: the `$reindex` endpoint.
 //! - [`verify`]: walk the whole log and check every resource's hash chain.
 //! - [`import`]: bulk load of Bundle and NDJSON files through the API.
-//! - [`history_index`], [`search_backend`]: adapters from the projectors to the API's ports.
+//! - [`history_index`], [`search_backend`]: adapters from the projectors to the API's ports;
+//!   [`auth`]: from the configuration and `access_control` to the API's authentication port.
 
 pub mod admin;
+pub mod auth;
 pub mod aws;
 pub mod config;
 pub mod history_index;

@@ -58,8 +58,9 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
     if config.backend == BackendKind::Aws {
         return crate::aws::run(config, listener, shutdown).await;
     }
-    let embedded = Embedded::open(&config, None)?;
     let address = listener.local_addr().context("listener has no address")?;
+    crate::auth::check_exposure(&config.auth, address)?;
+    let embedded = Embedded::open(&config, None)?;
     tracing::info!(%address, base_path = %config.base_path, data_dir = %config.data_dir.display(), "fhir server listening");
     axum::serve(listener, embedded.router()).with_graceful_shutdown(shutdown).await.context("http server failed")?;
     tracing::info!("http server stopped; stopping projectors");
@@ -91,7 +92,8 @@ impl Embedded {
         let history_projector = tokio::spawn(projector_history::run(history.clone(), dyn_log.clone(), projectors_stopped));
         let search = SearchSlot::open(&config.data_dir, dyn_log.clone(), bulk_load)?;
         let api_config = config.api_config();
-        let api = command_api::AppState::new(dyn_log, Arc::new(ProjectedHistory(history)), Arc::new(IndexedSearch(search.clone())), api_config.clone());
+        let authenticator = crate::auth::authenticator(&config.auth)?;
+        let api = command_api::AppState::new(dyn_log, Arc::new(ProjectedHistory(history)), Arc::new(IndexedSearch(search.clone())), api_config.clone(), authenticator);
         let router = command_api::router_for(api.clone()).merge(crate::admin::routes(&api_config.base_path, search.clone()));
         Ok(Embedded { _lock: lock, log, search, stop_projectors, history_projector, api, router })
     }

@@ -70,7 +70,7 @@ pub async fn conditional_create(state: &AppState, context: &RequestContext, reso
         [] => {
             let id = uuid::Uuid::now_v7().to_string();
             let key = StreamKey::new(&context.tenant, resource_type, &id);
-            let written = append_one(state, &key, ExpectedVersion::NoStream, Operation::Create, Some(resource)).await?;
+            let written = append_one(state, &context.principal.actor, &key, ExpectedVersion::NoStream, Operation::Create, Some(resource)).await?;
             Ok(write_response(context, resource_type, &id, written))
         }
         [existing] => {
@@ -106,7 +106,7 @@ pub async fn conditional_update(
             None => {
                 let id = uuid::Uuid::now_v7().to_string();
                 let key = StreamKey::new(&context.tenant, &resource_type, &id);
-                let written = append_one(&state, &key, ExpectedVersion::NoStream, Operation::Create, Some(resource)).await?;
+                let written = append_one(&state, &context.principal.actor, &key, ExpectedVersion::NoStream, Operation::Create, Some(resource)).await?;
                 Ok(write_response(&context, &resource_type, &id, written))
             }
         },

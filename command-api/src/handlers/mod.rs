@@ -61,7 +61,7 @@ pub fn routes(state: Arc<AppState>) -> Router {
             .with_state(state.clone())
             .nest(base_path, api)
     };
-    router.fallback(not_found)
+    router.fallback(not_found).layer(axum::middleware::from_fn_with_state(state, crate::auth::authenticate))
 }
 
 async fn not_found() -> ApiError {

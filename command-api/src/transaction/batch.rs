@@ -44,7 +44,7 @@ async fn run_entry(
     let outcome = async {
         refuse_references_between_entries(entry, full_urls)?;
         let body = entry_body(entry)?;
-        dispatch(router, base_path, &context.headers, entry, body).await
+        dispatch(router, base_path, context, entry, body).await
     };
     match outcome.await {
         Ok(answer) => EntryResult::from(answer),

@@ -95,7 +95,7 @@ pub async fn run(state: &Arc<AppState>, context: &RequestContext, mut entries: V
         let router = crate::handlers::routes(state.clone());
         let base_path = state.config.base_path.trim_end_matches('/');
         for entry in entries.iter().filter(|entry| entry.method.is_read()) {
-            results[entry.index] = match dispatch(&router, base_path, &context.headers, entry, None).await {
+            results[entry.index] = match dispatch(&router, base_path, context, entry, None).await {
                 Ok(answer) => answer.into(),
                 Err(error) => error.into(),
             };
@@ -133,7 +133,7 @@ async fn commit(state: &AppState, context: &RequestContext, entries: &mut [Bundl
     let transaction_id = uuid::Uuid::new_v4().to_string();
     let mut conflicts = 0;
     while !events.is_empty() {
-        let batch = AppendBatch { transaction_id: transaction_id.clone(), actor: "anonymous".into(), recorded_at, events: events.clone() };
+        let batch = AppendBatch { transaction_id: transaction_id.clone(), actor: context.principal.actor.clone(), recorded_at, events: events.clone() };
         let key = match state.log.append(batch).await {
             Ok(_) => break,
             Err(LogError::Conflict { key, .. }) => key,

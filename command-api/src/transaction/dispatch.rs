@@ -2,7 +2,7 @@
 //! and the reads of a transaction behave exactly like the same requests sent one by one.
 
 use axum::body::Body;
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method as HttpMethod, Request, StatusCode};
+use axum::http::{header, HeaderName, HeaderValue, Method as HttpMethod, Request, StatusCode};
 use axum::Router;
 use bytes::Bytes;
 use http_body_util::BodyExt;
@@ -10,6 +10,7 @@ use tower::ServiceExt;
 
 use super::entry::{BundleEntry, Method};
 use crate::error::{ApiError, ApiResult};
+use crate::negotiate::RequestContext;
 
 /// What the API answered to one entry.
 pub struct Answer {
@@ -24,11 +25,12 @@ pub struct Answer {
 /// Request headers passed on from the bundle's own request to each entry.
 const INHERITED: &[HeaderName] = &[header::HOST, header::ACCEPT];
 
-/// Sends `entry` (with `body` of `content_type`, if any) to `router` under `base_path`.
+/// Sends `entry` (with `body` of `content_type`, if any) to `router` under `base_path`, as a
+/// request of the bundle's caller.
 pub async fn dispatch(
     router: &Router,
     base_path: &str,
-    outer: &HeaderMap,
+    context: &RequestContext,
     entry: &BundleEntry,
     body: Option<(&str, Bytes)>,
 ) -> ApiResult<Answer> {
@@ -44,11 +46,11 @@ pub async fn dispatch(
     let mut request = Request::builder().method(method).uri(uri.as_str());
     let headers = request.headers_mut().ok_or_else(|| ApiError::invalid("request.url is not a valid URL"))?;
     for name in INHERITED {
-        if let Some(value) = outer.get(name) {
+        if let Some(value) = context.headers.get(name) {
             headers.insert(name, value.clone());
         }
     }
-    for (prefer, value) in outer.get_all("prefer").iter().map(|v| ("prefer", v)) {
+    for (prefer, value) in context.headers.get_all("prefer").iter().map(|v| ("prefer", v)) {
         headers.append(prefer, value.clone());
     }
     let mut set = |name: &'static str, value: Option<String>| -> ApiResult<()> {
@@ -65,7 +67,7 @@ pub async fn dispatch(
         "if-none-exist",
         entry.if_none_exist.as_ref().map(|criteria| form_urlencoded::Serializer::new(String::new()).extend_pairs(criteria).finish()),
     )?;
-    let request = match body {
+    let mut request = match body {
         Some((content_type, bytes)) => {
             set("content-type", Some(content_type.to_string()))?;
             request.body(Body::from(bytes))
@@ -73,6 +75,8 @@ pub async fn dispatch(
         None => request.body(Body::empty()),
     }
     .map_err(|_| ApiError::invalid("request.url is not a valid URL"))?;
+    // The bundle's caller, already authenticated.
+    request.extensions_mut().insert(context.principal.clone());
     let response = match router.clone().oneshot(request).await {
         Ok(response) => response,
         Err(never) => match never {},

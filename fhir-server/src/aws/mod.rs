@@ -118,8 +118,10 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
     let progress = |projection: &'static str| Progress { kinesis: clients.kinesis.clone(), leases: leases.clone(), projection, stream: aws.stream.clone() };
     let history_port = Arc::new(StreamHistory { store: history.clone(), progress: progress("history") });
     let search_port = Arc::new(StreamSearch { index: search.clone(), progress: progress("opensearch") });
-    let app = command_api::router(log, history_port, search_port, config.api_config());
     let address = listener.local_addr().context("listener has no address")?;
+    crate::auth::check_exposure(&config.auth, address)?;
+    let api = command_api::AppState::new(log, history_port, search_port, config.api_config(), crate::auth::authenticator(&config.auth)?);
+    let app = command_api::router_for(api);
     tracing::info!(%address, base_path = %config.base_path, stream = %aws.stream, "fhir server listening (AWS mode)");
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await.context("http server failed")?;
 

@@ -1,0 +1,128 @@
+//! The configured authentication, wired into the API's `Authenticator` port: a bearer token
+//! verified by `access_control` (mode `jwt`), an `x-api-key` (when one is configured), or
+//! nothing; and the rule that a server without authentication listens on loopback only.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use access_control::{JwtSettings, JwtVerifier, Rejection};
+use anyhow::{bail, Context};
+use async_trait::async_trait;
+use axum::http::{header, HeaderMap};
+use command_api::auth::{Anonymous, AuthFailure, Authenticator, Principal};
+
+use crate::config::{AuthConfig, AuthMode};
+
+/// The authenticator `config` describes.
+pub fn authenticator(config: &AuthConfig) -> anyhow::Result<Arc<dyn Authenticator>> {
+    let verifier = match config.mode {
+        AuthMode::None => None,
+        AuthMode::Jwt => Some(JwtVerifier::new(jwt_settings(config)?)),
+    };
+    if verifier.is_none() && config.api_key.is_none() {
+        return Ok(Arc::new(Anonymous));
+    }
+    Ok(Arc::new(Configured { verifier, api_key: config.api_key.clone() }))
+}
+
+fn jwt_settings(config: &AuthConfig) -> anyhow::Result<JwtSettings> {
+    let required = |value: &Option<String>, name: &str| value.clone().with_context(|| format!("auth mode jwt needs auth.{name}"));
+    let algorithms = config
+        .algorithms
+        .iter()
+        .map(|name| match name.as_str() {
+            "RS256" => Ok(access_control::Algorithm::RS256),
+            "ES256" => Ok(access_control::Algorithm::ES256),
+            other => bail!("auth.algorithms: {other} is not accepted (RS256, ES256)"),
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if algorithms.is_empty() {
+        bail!("auth.algorithms is empty");
+    }
+    Ok(JwtSettings {
+        jwks_url: required(&config.jwks_url, "jwks_url")?,
+        issuer: required(&config.issuer, "issuer")?,
+        audience: required(&config.audience, "audience")?,
+        algorithms,
+        jwks_min_refresh: Duration::from_secs(config.jwks_min_refresh_secs),
+    })
+}
+
+/// Refuses to serve `address` without authentication unless it is loopback, or the
+/// configuration forces it (then warns).
+pub fn check_exposure(config: &AuthConfig, address: SocketAddr) -> anyhow::Result<()> {
+    if config.mode != AuthMode::None || config.api_key.is_some() || address.ip().is_loopback() {
+        return Ok(());
+    }
+    if !config.allow_remote_without_auth {
+        bail!(
+            "refusing to serve {address} without authentication: anyone who can reach it could read and change every record. \
+             Configure [auth] mode = \"jwt\", listen on a loopback address, or set auth.allow_remote_without_auth = true"
+        );
+    }
+    tracing::warn!(%address, "serving without authentication on a non-loopback address (auth.allow_remote_without_auth)");
+    Ok(())
+}
+
+struct Configured {
+    verifier: Option<JwtVerifier>,
+    api_key: Option<String>,
+}
+
+#[async_trait]
+impl Authenticator for Configured {
+    async fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, AuthFailure> {
+        if let Some(key) = &self.api_key {
+            let presented = headers.get("x-api-key").and_then(|value| value.to_str().ok()).unwrap_or("");
+            if !access_control::api_key::accepts(std::slice::from_ref(key), presented) {
+                return Err(AuthFailure::Unauthenticated("the request has no valid API key (x-api-key)".into()));
+            }
+        }
+        let Some(verifier) = &self.verifier else { return Ok(Principal::anonymous()) };
+        let token = bearer_token(headers).ok_or_else(|| AuthFailure::Unauthenticated("the request has no bearer token (Authorization: Bearer ...)".into()))?;
+        match verifier.verify(token).await {
+            Ok(claims) => {
+                let actor = claims.get("sub").and_then(|sub| sub.as_str()).unwrap_or("unknown").to_string();
+                Ok(Principal { actor, claims })
+            }
+            Err(Rejection::KeysUnavailable(why)) => {
+                tracing::error!(%why, "cannot verify tokens");
+                Err(AuthFailure::Unavailable("tokens cannot be verified right now; retry".into()))
+            }
+            Err(rejection) => Err(AuthFailure::Unauthenticated(rejection.to_string())),
+        }
+    }
+}
+
+fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(token.trim()).filter(|token| !token.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_is_served_without_authentication_unless_forced() {
+        let open = AuthConfig::default();
+        let everywhere: SocketAddr = "0.0.0.0:8080".parse().unwrap();
+        assert!(check_exposure(&open, "127.0.0.1:8080".parse().unwrap()).is_ok());
+        assert!(check_exposure(&open, "[::1]:8080".parse().unwrap()).is_ok());
+        assert!(check_exposure(&open, everywhere).is_err());
+        assert!(check_exposure(&AuthConfig { allow_remote_without_auth: true, ..open.clone() }, everywhere).is_ok());
+        assert!(check_exposure(&AuthConfig { mode: AuthMode::Jwt, ..open.clone() }, everywhere).is_ok());
+        assert!(check_exposure(&AuthConfig { api_key: Some("k".into()), ..open }, everywhere).is_ok());
+    }
+
+    #[test]
+    fn jwt_mode_needs_its_settings_and_known_algorithms() {
+        let jwt = AuthConfig { mode: AuthMode::Jwt, jwks_url: Some("http://127.0.0.1:1/jwks.json".into()), issuer: Some("i".into()), audience: Some("a".into()), ..AuthConfig::default() };
+        assert!(authenticator(&jwt).is_ok());
+        assert!(authenticator(&AuthConfig { issuer: None, ..jwt.clone() }).is_err());
+        assert!(authenticator(&AuthConfig { algorithms: vec!["HS256".into()], ..jwt.clone() }).is_err());
+        assert!(authenticator(&AuthConfig { algorithms: Vec::new(), ..jwt }).is_err());
+    }
+}
