@@ -113,3 +113,42 @@ async fn import_reports_failures_and_never_duplicates() {
     assert_eq!(total(&server, "Observation?_summary=count").await, 2);
     server.stop().await;
 }
+
+/// In AWS mode the import serves the API on a loopback port for itself (with a key made for the
+/// run) and sends over HTTP.
+#[test]
+fn import_in_aws_mode() {
+    let moto = std::env::var("FHIR_TEST_AWS_ENDPOINT").expect("FHIR_TEST_AWS_ENDPOINT is not set: run the tests with scripts/test");
+    let opensearch = std::env::var("FHIR_TEST_OPENSEARCH_URL").expect("FHIR_TEST_OPENSEARCH_URL is not set: run the tests with scripts/test");
+    let unique = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+    let inputs = tempfile::tempdir().unwrap();
+    write_inputs(inputs.path());
+    let data = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(BINARY)
+            .arg("--data")
+            .arg(data.path())
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .env("FHIR_SERVER_BACKEND", "aws")
+            .env("FHIR_SERVER_AWS__ENDPOINT_URL", &moto)
+            .env("FHIR_SERVER_AWS__REGION", "sa-east-1")
+            .env("FHIR_SERVER_AWS__EVENTS_TABLE", format!("events-{unique}"))
+            .env("FHIR_SERVER_AWS__BODIES_BUCKET", format!("bodies-{unique}"))
+            .env("FHIR_SERVER_AWS__STREAM", format!("events-{unique}"))
+            .env("FHIR_SERVER_AWS__LEASES_TABLE", format!("leases-{unique}"))
+            .env("FHIR_SERVER_AWS__HISTORY_TABLE", format!("history-{unique}"))
+            .env("FHIR_SERVER_AWS__OPENSEARCH_URL", &opensearch)
+            .env("FHIR_SERVER_AWS__INDEX_PREFIX", format!("x{unique}"))
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .output()
+            .expect("run fhir-server")
+    };
+    let setup = run(&["aws-setup"]);
+    assert!(setup.status.success(), "{}", String::from_utf8_lossy(&setup.stderr));
+    let imported = run(&["import", inputs.path().join("a-good.json").to_str().unwrap()]);
+    let report = String::from_utf8_lossy(&imported.stdout);
+    assert!(imported.status.success(), "{report} {}", String::from_utf8_lossy(&imported.stderr));
+    assert!(report.contains("imported 3 resources from 1 files"), "{report}");
+}

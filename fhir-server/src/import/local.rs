@@ -1,6 +1,7 @@
 //! The server in this process for the length of an import without `--server`. In embedded mode
 //! the import calls its API directly and holds the search index's build while it loads (see
-//! `SearchSlot::open`); in AWS mode it serves on a loopback port and the import sends over HTTP.
+//! `SearchSlot::open`); in AWS mode it serves on a loopback port, to this import only (a key
+//! made for the run), and the import sends over HTTP.
 
 use std::time::{Duration, Instant};
 
@@ -32,13 +33,19 @@ pub async fn start(config: &Config, input_bytes: u64) -> anyhow::Result<(Api, Lo
     }
     let mut config = config.clone();
     config.max_body_bytes = config.max_body_bytes.max(LOCAL_MAX_BODY);
+    // Only this import may call the server on its loopback port: a key made for this run
+    // (callers' tokens do not apply to the server's own tool).
+    let key = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+    config.auth = crate::config::AuthConfig { api_key: Some(key.clone()), ..crate::config::AuthConfig::default() };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("cannot listen on loopback")?;
     let base = format!("http://{}{}", listener.local_addr()?, config.base_path);
     let (stop, stopped) = oneshot::channel::<()>();
     let serving = tokio::spawn(crate::serve::run(config, listener, async move {
         let _ = stopped.await;
     }));
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(600)).build()?;
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("x-api-key", reqwest::header::HeaderValue::from_str(&key)?);
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(600)).default_headers(headers).build()?;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if serving.is_finished() {
