@@ -12,27 +12,30 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value};
 
+use crate::access::{AllowAll, Grants};
 use crate::error::ApiError;
 use crate::state::AppState;
 
 /// The caller of a request.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone)]
 pub struct Principal {
     /// Recorded as the actor of the events it writes: the token's `sub`, or `anonymous`
     /// without authentication, or `system` for the server's own tools.
     pub actor: String,
     /// The verified token's claims (empty without one).
     pub claims: Map<String, Value>,
+    /// What the caller may do (see [`crate::access`]).
+    pub grants: Arc<dyn Grants>,
 }
 
 impl Principal {
     pub fn anonymous() -> Self {
-        Principal { actor: "anonymous".into(), claims: Map::new() }
+        Principal { actor: "anonymous".into(), claims: Map::new(), grants: Arc::new(AllowAll) }
     }
 
     /// The server's own tools (such as `import`) calling the API inside the process.
     pub fn system() -> Self {
-        Principal { actor: "system".into(), claims: Map::new() }
+        Principal { actor: "system".into(), claims: Map::new(), grants: Arc::new(AllowAll) }
     }
 }
 

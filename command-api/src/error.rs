@@ -22,6 +22,9 @@ pub enum ApiError {
     /// No credentials, or credentials that do not check out.
     #[error("unauthorized")]
     Unauthorized(String),
+    /// The caller may not do this.
+    #[error("forbidden")]
+    Forbidden(String),
     #[error("method not allowed")]
     MethodNotAllowed(String),
     #[error("not acceptable")]
@@ -78,6 +81,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Gone { .. } => StatusCode::GONE,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
@@ -100,6 +104,7 @@ impl ApiError {
                 one(IssueType::Deleted, &format!("the resource was deleted (version {version})"))
             }
             ApiError::Unauthorized(text) => one(IssueType::Login, text),
+            ApiError::Forbidden(text) => one(IssueType::Forbidden, text),
             ApiError::MethodNotAllowed(text) => one(IssueType::NotSupported, text),
             ApiError::NotAcceptable(text) | ApiError::UnsupportedMediaType(text) => one(IssueType::NotSupported, text),
             ApiError::Conflict(text) | ApiError::PreconditionFailed(text) => one(IssueType::Conflict, text),

@@ -5,7 +5,7 @@
 //!
 //! Layout:
 //! - [`state`]: shared state, settings, and the read-model ports the binary wires in;
-//!   [`auth`]: the caller, and the authentication port.
+//!   [`auth`]: the caller, and the authentication port; [`access`]: what the caller may do.
 //! - [`negotiate`]: query parameters, formats, `Prefer`, body media type and size.
 //! - [`resource`]: parse, validate and stamp request resources; [`patch`]: JSON Patch and
 //!   FHIRPath Patch bodies.
@@ -15,6 +15,7 @@
 //!   and transaction Bundles.
 //! - [`respond`] and [`error`]: response building, and the one place errors become statuses.
 
+pub mod access;
 pub mod auth;
 pub mod error;
 pub mod handlers;

@@ -1,6 +1,7 @@
 //! The configured authentication, wired into the API's `Authenticator` port: a bearer token
-//! verified by `access_control` (mode `jwt`), an `x-api-key` (when one is configured), or
-//! nothing; and the rule that a server without authentication listens on loopback only.
+//! verified by `access_control` (mode `jwt`) whose groups get the role rules' grants, an
+//! `x-api-key` (when one is configured), or nothing; and the rule that a server without
+//! authentication listens on loopback only.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,6 +11,9 @@ use access_control::{JwtSettings, JwtVerifier, Rejection};
 use anyhow::{bail, Context};
 use async_trait::async_trait;
 use axum::http::{header, HeaderMap};
+use access_control::roles::RoleRules;
+use figment::providers::Format;
+use command_api::access::{Grants, Interaction};
 use command_api::auth::{Anonymous, AuthFailure, Authenticator, Principal};
 
 use crate::config::{AuthConfig, AuthMode};
@@ -23,7 +27,21 @@ pub fn authenticator(config: &AuthConfig) -> anyhow::Result<Arc<dyn Authenticato
     if verifier.is_none() && config.api_key.is_none() {
         return Ok(Arc::new(Anonymous));
     }
-    Ok(Arc::new(Configured { verifier, api_key: config.api_key.clone() }))
+    let roles = Arc::new(role_rules(config)?);
+    Ok(Arc::new(Configured { verifier, api_key: config.api_key.clone(), roles, groups_claim: config.groups_claim.clone() }))
+}
+
+/// The role rules of `auth.roles_file`, or the defaults.
+fn role_rules(config: &AuthConfig) -> anyhow::Result<RoleRules> {
+    let rules = match &config.roles_file {
+        None => RoleRules::default(),
+        Some(path) => figment::Figment::from(figment::providers::Toml::file_exact(path))
+            .extract()
+            .with_context(|| format!("cannot read the role rules in {}", path.display()))?,
+    };
+    let known: Vec<&str> = Interaction::ALL.iter().map(|interaction| interaction.as_str()).collect();
+    rules.check(&known).map_err(|why| anyhow::anyhow!("{}: {why}", config.roles_file.as_ref().map_or("role rules".into(), |p| p.display().to_string())))?;
+    Ok(rules)
 }
 
 fn jwt_settings(config: &AuthConfig) -> anyhow::Result<JwtSettings> {
@@ -68,6 +86,33 @@ pub fn check_exposure(config: &AuthConfig, address: SocketAddr) -> anyhow::Resul
 struct Configured {
     verifier: Option<JwtVerifier>,
     api_key: Option<String>,
+    roles: Arc<RoleRules>,
+    groups_claim: String,
+}
+
+/// A token's groups, granted what the role rules give them.
+struct GroupGrants {
+    groups: Vec<String>,
+    roles: Arc<RoleRules>,
+}
+
+impl Grants for GroupGrants {
+    fn allows(&self, interaction: Interaction, resource_type: &str) -> bool {
+        self.roles.allows(&self.groups, interaction.as_str(), Some(resource_type))
+    }
+
+    fn allows_all(&self, interaction: Interaction) -> bool {
+        self.roles.allows(&self.groups, interaction.as_str(), None)
+    }
+}
+
+/// The groups a claim lists: a JSON list of names, or names separated by spaces.
+fn groups_in(claim: Option<&serde_json::Value>) -> Vec<String> {
+    match claim {
+        Some(serde_json::Value::Array(items)) => items.iter().filter_map(|item| item.as_str()).map(String::from).collect(),
+        Some(serde_json::Value::String(names)) => names.split_whitespace().map(String::from).collect(),
+        _ => Vec::new(),
+    }
 }
 
 #[async_trait]
@@ -84,7 +129,8 @@ impl Authenticator for Configured {
         match verifier.verify(token).await {
             Ok(claims) => {
                 let actor = claims.get("sub").and_then(|sub| sub.as_str()).unwrap_or("unknown").to_string();
-                Ok(Principal { actor, claims })
+                let grants = Arc::new(GroupGrants { groups: groups_in(claims.get(&self.groups_claim)), roles: self.roles.clone() });
+                Ok(Principal { actor, claims, grants })
             }
             Err(Rejection::KeysUnavailable(why)) => {
                 tracing::error!(%why, "cannot verify tokens");

@@ -63,6 +63,11 @@ pub struct AuthConfig {
     pub api_key: Option<String>,
     /// Serve without authentication on a non-loopback address (with a warning).
     pub allow_remote_without_auth: bool,
+    /// The claim listing a token's groups (a list, or names separated by spaces).
+    pub groups_claim: String,
+    /// A TOML file of role rules (`[[group]]` tables of `interactions` and `types`); without
+    /// it, `practitioner`, `non-practitioner` and `auditor` as the README describes.
+    pub roles_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,6 +88,8 @@ impl Default for AuthConfig {
             jwks_min_refresh_secs: access_control::jwks::REFRESH_AT_MOST_EVERY.as_secs(),
             api_key: None,
             allow_remote_without_auth: false,
+            groups_claim: "cognito:groups".into(),
+            roles_file: None,
         }
     }
 }

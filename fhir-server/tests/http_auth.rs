@@ -41,7 +41,7 @@ fn jwt_config(jwks_url: String) -> AuthConfig {
 }
 
 fn token_with(changes: Value, kid: &str) -> String {
-    let mut claims = json!({ "iss": ISSUER, "aud": AUDIENCE, "sub": "clinician-7", "exp": now() + 300 });
+    let mut claims = json!({ "iss": ISSUER, "aud": AUDIENCE, "sub": "clinician-7", "exp": now() + 300, "cognito:groups": ["practitioner"] });
     for (name, value) in changes.as_object().unwrap() {
         claims[name] = value.clone();
     }

@@ -74,6 +74,7 @@ pub(super) async fn respond(
     let strict = context.prefers("handling=strict");
     let mut query = parse_search(types, &params, strict).map_err(ApiError::BadRequest)?;
     query.compartment = compartment;
+    crate::access::check_search(&context.principal, &query)?;
     let page = parse_cursor(query.cursor.as_deref())?;
     let mut warnings = query.ignored.clone();
     if page.snapshot.is_none() && context.prefers(READ_YOUR_WRITES) {

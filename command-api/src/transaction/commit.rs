@@ -30,6 +30,7 @@ use super::dispatch::dispatch;
 use super::entry::{BundleEntry, Method, Target};
 use super::references::{is_conditional_reference, references_in, rewrite_in};
 use super::response::EntryResult;
+use crate::access::Interaction;
 use crate::error::{ApiError, ApiResult};
 use crate::handlers::conditional::{lock_key, matches};
 use crate::negotiate::{PreferReturn, RequestContext};
@@ -75,6 +76,9 @@ struct Write<'e> {
 }
 
 pub async fn run(state: &Arc<AppState>, context: &RequestContext, mut entries: Vec<BundleEntry>) -> ApiResult<Vec<EntryResult>> {
+    for entry in &entries {
+        authorize(context, entry).map_err(|error| error.at_entry(entry.index))?;
+    }
     let mut lock_keys: Vec<String> = entries
         .iter()
         .filter_map(|entry| match (&entry.target, &entry.if_none_exist) {
@@ -104,6 +108,23 @@ pub async fn run(state: &Arc<AppState>, context: &RequestContext, mut entries: V
     Ok(results)
 }
 
+/// Whether the caller may make the write `entry` asks for (reads are checked when they run).
+fn authorize(context: &RequestContext, entry: &BundleEntry) -> ApiResult<()> {
+    let Some(resource_type) = entry.target.resource_type() else { return Ok(()) };
+    let interaction = match entry.method {
+        Method::Get | Method::Head => return Ok(()),
+        Method::Post => Interaction::Create,
+        Method::Put => Interaction::Update,
+        Method::Patch => Interaction::Patch,
+        Method::Delete => Interaction::Delete,
+    };
+    context.principal.require_one(interaction, resource_type)?;
+    if matches!(entry.target, Target::Conditional { .. }) || entry.if_none_exist.is_some() {
+        context.principal.require_one(Interaction::Search, resource_type)?;
+    }
+    Ok(())
+}
+
 /// Plans the transaction and appends it.
 async fn commit(state: &AppState, context: &RequestContext, entries: &mut [BundleEntry]) -> ApiResult<Vec<EntryResult>> {
     let identities = resolve_identities(state, &context.tenant, entries).await?;
@@ -118,7 +139,7 @@ async fn commit(state: &AppState, context: &RequestContext, entries: &mut [Bundl
             names.insert(full_url.clone(), format!("{}/{}", key.resource_type, key.id));
         }
     }
-    resolve_conditional_references(state, &context.tenant, entries, &mut names).await?;
+    resolve_conditional_references(state, context, entries, &mut names).await?;
     if !names.is_empty() {
         for entry in entries.iter_mut().filter(|entry| matches!(entry.method, Method::Post | Method::Put)) {
             if let Some(resource) = &mut entry.resource {
@@ -301,7 +322,7 @@ async fn one_match(state: &AppState, tenant: &str, resource_type: &str, criteria
 /// Step 2: `Type?criteria` references must match exactly one resource.
 async fn resolve_conditional_references(
     state: &AppState,
-    tenant: &str,
+    context: &RequestContext,
     entries: &[BundleEntry],
     names: &mut HashMap<String, String>,
 ) -> ApiResult<()> {
@@ -314,8 +335,9 @@ async fn resolve_conditional_references(
                 continue;
             }
             let (resource_type, query) = reference.split_once('?').unwrap_or((reference, ""));
+            context.principal.require_one(Interaction::Search, resource_type).map_err(|error| error.at_entry(entry.index))?;
             let criteria: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
-            let target = one_match(state, tenant, resource_type, &criteria).await.map_err(|error| error.at_entry(entry.index))?;
+            let target = one_match(state, &context.tenant, resource_type, &criteria).await.map_err(|error| error.at_entry(entry.index))?;
             let target = target.ok_or_else(|| {
                 ApiError::PreconditionFailed(format!("a conditional reference to {resource_type} matches no resource")).at_entry(entry.index)
             })?;

@@ -1,0 +1,170 @@
+//! Role groups: every interaction × the default groups (`practitioner`, `non-practitioner`,
+//! `auditor`) and a caller in no group, allowed (2xx) or denied (403 with an OperationOutcome);
+//! and rules from a roles file. Tokens are signed with the test keys of `testdata/auth`.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use common::{assert_outcome, json_with_status, patient, TestServer};
+use fhir_server::config::{AuthConfig, AuthMode};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{json, Value};
+
+const ISSUER: &str = "https://issuer.example";
+const AUDIENCE: &str = "fhir-api";
+
+fn testdata(file: &str) -> Vec<u8> {
+    std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/auth").join(file)).expect("test key")
+}
+
+async fn server(roles_file: Option<PathBuf>) -> TestServer {
+    let keys: Value = serde_json::from_slice(&testdata("jwks.json")).unwrap();
+    let app = axum::Router::new().route("/jwks.json", axum::routing::get(move || async move { axum::Json(keys) }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let jwks_url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let auth = AuthConfig { mode: AuthMode::Jwt, jwks_url: Some(jwks_url), issuer: Some(ISSUER.into()), audience: Some(AUDIENCE.into()), roles_file, ..AuthConfig::default() };
+    TestServer::start_with(|config| config.auth = auth).await
+}
+
+fn token(groups: &[&str]) -> String {
+    let exp = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() + 300;
+    let claims = json!({ "iss": ISSUER, "aud": AUDIENCE, "sub": "someone", "exp": exp, "cognito:groups": groups });
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some("rsa-1".into());
+    jsonwebtoken::encode(&header, &claims, &EncodingKey::from_rsa_pem(&testdata("rsa-1.pem")).unwrap()).unwrap()
+}
+
+/// Sends `method path` with `body` as the holder of `token`; returns the status and the body.
+async fn call(server: &TestServer, token: &str, method: &str, path: &str, body: Option<(&str, Value)>, headers: &[(&str, &str)]) -> (u16, Value) {
+    let mut request = server.client.request(method.parse().unwrap(), server.url(path)).bearer_auth(token);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    if let Some((content_type, body)) = body {
+        request = request.header("content-type", content_type).body(body.to_string());
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+const FHIR: &str = "application/fhir+json";
+
+#[tokio::test]
+async fn every_interaction_for_every_default_group() {
+    let server = server(None).await;
+    let admin = token(&["practitioner"]);
+    let create = |resource: Value| {
+        let (server, admin) = (&server, &admin);
+        async move {
+            let resource_type = resource["resourceType"].as_str().unwrap().to_string();
+            let (status, body) = call(server, admin, "POST", &resource_type, Some((FHIR, resource)), &[]).await;
+            assert_eq!(status, 201, "{body}");
+            body["id"].as_str().unwrap().to_string()
+        }
+    };
+    let p = create(patient("Matrix")).await;
+    let o = create(json!({ "resourceType": "Observation", "status": "final", "code": { "text": "pulse" }, "subject": { "reference": format!("Patient/{p}") } })).await;
+    let a = create(json!({ "resourceType": "Account", "status": "active" })).await;
+
+    let roles: [(&str, Vec<&str>); 4] = [
+        ("practitioner", vec!["practitioner"]),
+        ("non-practitioner", vec!["non-practitioner"]),
+        ("auditor", vec!["auditor"]),
+        ("no group", vec![]),
+    ];
+    for (role, groups) in roles {
+        let caller = token(&groups);
+        // A resource of the caller's own to change or delete, made by the practitioner.
+        let mine = create(patient("Target")).await;
+        let transaction = json!({ "resourceType": "Bundle", "type": "transaction", "entry": [{ "resource": patient("Tx"), "request": { "method": "POST", "url": "Patient" } }] });
+        let patch = json!([{ "op": "replace", "path": "/active", "value": false }]);
+        // (interaction, method, path, body, headers, allowed for: practitioner, non-practitioner, auditor, no group)
+        let rows: Vec<(&str, &str, String, Option<(&str, Value)>, Vec<(&str, &str)>, [bool; 4])> = vec![
+            ("read", "GET", format!("Patient/{p}"), None, vec![], [true, false, true, false]),
+            ("vread", "GET", format!("Patient/{p}/_history/1"), None, vec![], [true, false, true, false]),
+            ("search", "GET", "Patient?family=Matrix".into(), None, vec![], [true, false, true, false]),
+            ("instance history", "GET", format!("Patient/{p}/_history"), None, vec![], [true, false, true, false]),
+            ("type history", "GET", "Patient/_history".into(), None, vec![], [true, false, true, false]),
+            ("system search of a type", "GET", "?_type=Patient".into(), None, vec![], [true, false, true, false]),
+            ("system search", "GET", "?_id=x".into(), None, vec![], [true, false, false, false]),
+            ("system history", "GET", "_history".into(), None, vec![], [true, false, false, false]),
+            ("read other type", "GET", format!("Observation/{o}"), None, vec![], [true, false, false, false]),
+            ("search other type", "GET", format!("Observation?subject=Patient/{p}"), None, vec![], [true, false, false, false]),
+            ("read financial", "GET", format!("Account/{a}"), None, vec![], [true, true, false, false]),
+            ("search financial", "GET", "Account?status=active".into(), None, vec![], [true, true, false, false]),
+            ("_revinclude", "GET", "Patient?_revinclude=Observation:subject".into(), None, vec![], [true, false, false, false]),
+            ("_include", "GET", "Observation?_include=Observation:subject".into(), None, vec![], [true, false, false, false]),
+            ("_has", "GET", "Patient?_has:Observation:subject:code=x".into(), None, vec![], [true, false, false, false]),
+            ("chain", "GET", "Account?subject:Patient.family=x".into(), None, vec![], [true, false, false, false]),
+            ("compartment", "GET", format!("Patient/{p}/Observation"), None, vec![], [true, false, false, false]),
+            ("$everything", "GET", format!("Patient/{p}/$everything"), None, vec![], [true, false, false, false]),
+            ("$validate", "POST", "Patient/$validate".into(), Some((FHIR, patient("V"))), vec![], [true, false, false, false]),
+            ("create", "POST", "Patient".into(), Some((FHIR, patient("New"))), vec![], [true, false, false, false]),
+            ("conditional create", "POST", "Patient".into(), Some((FHIR, patient("Cond"))), vec![("if-none-exist", "family=Cond")], [true, false, false, false]),
+            ("update", "PUT", format!("Patient/{mine}"), Some((FHIR, json!({ "resourceType": "Patient", "id": mine, "active": true }))), vec![], [true, false, false, false]),
+            ("patch", "PATCH", format!("Patient/{mine}"), Some(("application/json-patch+json", patch)), vec![], [true, false, false, false]),
+            ("transaction", "POST", "".into(), Some((FHIR, transaction)), vec![], [true, false, false, false]),
+            ("delete", "DELETE", format!("Patient/{mine}"), None, vec![], [true, false, false, false]),
+        ];
+        let column = ["practitioner", "non-practitioner", "auditor", "no group"].iter().position(|name| *name == role).unwrap();
+        for (interaction, method, path, body, headers, allowed) in rows {
+            let (status, answer) = call(&server, &caller, method, &path, body, &headers).await;
+            if allowed[column] {
+                assert!((200..300).contains(&status), "{role} may {interaction}: {status} {answer}");
+            } else {
+                assert_eq!(status, 403, "{role} may not {interaction}: {answer}");
+                assert_outcome(&answer, "forbidden");
+            }
+        }
+        // A batch is allowed to all; each entry is checked as if sent alone.
+        let batch = json!({ "resourceType": "Bundle", "type": "batch", "entry": [
+            { "request": { "method": "GET", "url": format!("Patient/{p}") } },
+            { "request": { "method": "GET", "url": format!("Account/{a}") } },
+        ]});
+        let (status, answer) = call(&server, &caller, "POST", "", Some((FHIR, batch)), &[]).await;
+        assert_eq!(status, 200, "{answer}");
+        let entry_status = |index: usize| answer["entry"][index]["response"]["status"].as_str().unwrap().to_string();
+        let expected = |allowed: bool| if allowed { "200 OK" } else { "403 Forbidden" };
+        assert_eq!(entry_status(0), expected([true, false, true, false][column]), "{role}: batch read of Patient");
+        assert_eq!(entry_status(1), expected([true, true, false, false][column]), "{role}: batch read of Account");
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn rules_from_a_roles_file_and_a_transaction_names_the_denied_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let roles = dir.path().join("roles.toml");
+    std::fs::write(&roles, "[[device]]\ninteractions = [\"create\", \"read\"]\ntypes = [\"Observation\", \"Device\"]\n").unwrap();
+    let server = server(Some(roles)).await;
+    let device = token(&["device"]);
+    let observation = json!({ "resourceType": "Observation", "status": "final", "code": { "text": "pulse" } });
+    let (status, created) = call(&server, &device, "POST", "Observation", Some((FHIR, observation.clone())), &[]).await;
+    assert_eq!(status, 201, "{created}");
+    let (status, _) = call(&server, &device, "POST", "Patient", Some((FHIR, patient("No"))), &[]).await;
+    assert_eq!(status, 403);
+    let (status, _) = call(&server, &token(&["practitioner"]), "GET", "Patient", None, &[]).await;
+    assert_eq!(status, 403, "a roles file replaces the default groups");
+
+    let transaction = json!({ "resourceType": "Bundle", "type": "transaction", "entry": [
+        { "resource": observation, "request": { "method": "POST", "url": "Observation" } },
+        { "resource": patient("No"), "request": { "method": "POST", "url": "Patient" } },
+    ]});
+    let (status, answer) = call(&server, &device, "POST", "", Some((FHIR, transaction)), &[]).await;
+    assert_eq!(status, 403, "{answer}");
+    let diagnostics = answer["issue"][0]["diagnostics"].as_str().unwrap();
+    assert!(diagnostics.contains("entry 1") && diagnostics.contains("create on Patient"), "{diagnostics}");
+    let (_, found) = call(&server, &device, "GET", &format!("Observation/{}", created["id"].as_str().unwrap()), None, &[]).await;
+    assert_eq!(found["resourceType"], "Observation");
+    server.stop().await;
+
+    std::fs::write(dir.path().join("bad.toml"), "[[device]]\ninteractions = [\"destroy\"]\ntypes = [\"*\"]\n").unwrap();
+    let auth = AuthConfig { mode: AuthMode::Jwt, jwks_url: Some("http://127.0.0.1:9/jwks.json".into()), issuer: Some(ISSUER.into()), audience: Some(AUDIENCE.into()), roles_file: Some(dir.path().join("bad.toml")), ..AuthConfig::default() };
+    let refused = fhir_server::auth::authenticator(&auth).err().expect("an unknown interaction is refused");
+    assert!(refused.to_string().contains("destroy"), "{refused}");
+}
