@@ -26,16 +26,18 @@ pub struct Principal {
     pub claims: Map<String, Value>,
     /// What the caller may do (see [`crate::access`]).
     pub grants: Arc<dyn Grants>,
+    /// The one tenant the caller may use (from its token); `None`: any (no authentication).
+    pub tenant: Option<String>,
 }
 
 impl Principal {
     pub fn anonymous() -> Self {
-        Principal { actor: "anonymous".into(), claims: Map::new(), grants: Arc::new(AllowAll) }
+        Principal { actor: "anonymous".into(), claims: Map::new(), grants: Arc::new(AllowAll), tenant: None }
     }
 
     /// The server's own tools (such as `import`) calling the API inside the process.
     pub fn system() -> Self {
-        Principal { actor: "system".into(), claims: Map::new(), grants: Arc::new(AllowAll) }
+        Principal { actor: "system".into(), claims: Map::new(), grants: Arc::new(AllowAll), tenant: None }
     }
 }
 
@@ -71,6 +73,9 @@ pub(crate) async fn authenticate(State(state): State<Arc<AppState>>, mut request
     }
     match state.authenticator.authenticate(request.headers()).await {
         Ok(principal) => {
+            if let Err(denied) = crate::tenancy::check(&principal, request.extensions().get::<crate::tenancy::Tenant>()) {
+                return denied.into_response();
+            }
             request.extensions_mut().insert(principal);
             next.run(request).await
         }

@@ -5,7 +5,8 @@
 //!
 //! Layout:
 //! - [`state`]: shared state, settings, and the read-model ports the binary wires in;
-//!   [`auth`]: the caller, and the authentication port; [`access`]: what the caller may do.
+//!   [`auth`]: the caller, and the authentication port; [`access`]: what the caller may do;
+//!   [`tenancy`]: the tenant of a request when multi-tenancy is on.
 //! - [`negotiate`]: query parameters, formats, `Prefer`, body media type and size.
 //! - [`resource`]: parse, validate and stamp request resources; [`patch`]: JSON Patch and
 //!   FHIRPath Patch bodies.
@@ -25,6 +26,7 @@ pub mod patch;
 pub mod resource;
 pub mod respond;
 pub mod state;
+pub mod tenancy;
 pub mod transaction;
 pub mod write;
 
@@ -38,7 +40,12 @@ pub use state::{ApiConfig, AppState, HistoryIndex, SearchBackend, SearchFailure,
 
 /// The API's router over its state (which callers inside the process may also use directly).
 pub fn router_for(state: Arc<AppState>) -> Router {
-    handlers::routes(state).layer(CatchPanicLayer::custom(|_| {
+    let routes = handlers::routes(state.clone()).layer(CatchPanicLayer::custom(|_| {
         axum::response::IntoResponse::into_response(ApiError::Internal("a request handler panicked".into()))
-    }))
+    }));
+    if !state.config.multi_tenancy {
+        return routes;
+    }
+    // The tenant comes out of the path before the routes see it.
+    Router::new().fallback_service(routes).layer(axum::middleware::from_fn_with_state(state, tenancy::route))
 }

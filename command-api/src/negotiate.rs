@@ -11,6 +11,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use crate::auth::Principal;
+use crate::tenancy::Tenant;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
@@ -95,14 +96,18 @@ impl FromRequestParts<Arc<AppState>> for RequestContext {
             Some(_) => return Err(ApiError::invalid("parameter _pretty must be true or false")),
         };
         let prefer_return = parse_prefer_return(&parts.headers);
-        let base_url = base_url(state, &parts.headers);
+        let tenant = parts.extensions.get::<Tenant>().map_or_else(|| state.config.default_tenant.clone(), |Tenant(id)| id.clone());
+        let mut base_url = base_url(state, &parts.headers);
+        if parts.extensions.get::<Tenant>().is_some() {
+            base_url = format!("{base_url}/tenant/{tenant}");
+        }
         Ok(RequestContext {
             params,
             pretty,
             prefer_return,
             base_url,
             headers: parts.headers.clone(),
-            tenant: state.config.default_tenant.clone(),
+            tenant,
             principal: parts.extensions.get::<Principal>().cloned().unwrap_or_else(Principal::anonymous),
         })
     }

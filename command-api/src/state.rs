@@ -34,6 +34,8 @@ pub struct ApiConfig {
     pub update_create: bool,
     /// The tenant of every request while multi-tenancy is off.
     pub default_tenant: String,
+    /// Every route under `[base]/tenant/{tenantId}/` (see [`crate::tenancy`]).
+    pub multi_tenancy: bool,
     /// How long `_history` waits for the projection to catch up with the request's log position.
     pub history_wait: Duration,
     /// How long a search asked to read its writes, or a conditional operation, waits for the
@@ -49,6 +51,7 @@ impl Default for ApiConfig {
             max_body_bytes: 16 * 1024 * 1024,
             update_create: true,
             default_tenant: "default".into(),
+            multi_tenancy: false,
             history_wait: Duration::from_secs(5),
             search_wait: Duration::from_secs(5),
         }

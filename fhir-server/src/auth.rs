@@ -28,7 +28,13 @@ pub fn authenticator(config: &AuthConfig) -> anyhow::Result<Arc<dyn Authenticato
         return Ok(Arc::new(Anonymous));
     }
     let roles = Arc::new(role_rules(config)?);
-    Ok(Arc::new(Configured { verifier, api_key: config.api_key.clone(), roles, groups_claim: config.groups_claim.clone() }))
+    Ok(Arc::new(Configured {
+        verifier,
+        api_key: config.api_key.clone(),
+        roles,
+        groups_claim: config.groups_claim.clone(),
+        tenant_claim: config.tenant_claim.clone(),
+    }))
 }
 
 /// The role rules of `auth.roles_file`, or the defaults.
@@ -88,6 +94,7 @@ struct Configured {
     api_key: Option<String>,
     roles: Arc<RoleRules>,
     groups_claim: String,
+    tenant_claim: String,
 }
 
 /// A token's groups, granted what the role rules give them.
@@ -130,7 +137,9 @@ impl Authenticator for Configured {
             Ok(claims) => {
                 let actor = claims.get("sub").and_then(|sub| sub.as_str()).unwrap_or("unknown").to_string();
                 let grants = Arc::new(GroupGrants { groups: groups_in(claims.get(&self.groups_claim)), roles: self.roles.clone() });
-                Ok(Principal { actor, claims, grants })
+                // A token without the claim belongs to no tenant (with multi-tenancy: none may be used).
+                let tenant = Some(claims.get(&self.tenant_claim).and_then(|tenant| tenant.as_str()).unwrap_or_default().to_string());
+                Ok(Principal { actor, claims, grants, tenant })
             }
             Err(Rejection::KeysUnavailable(why)) => {
                 tracing::error!(%why, "cannot verify tokens");

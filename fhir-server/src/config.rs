@@ -38,6 +38,8 @@ pub struct Config {
     pub aws: AwsConfig,
     /// Who may call the API.
     pub auth: AuthConfig,
+    /// Every route under `[base]/tenant/{tenantId}/`, each tenant's data apart.
+    pub multi_tenancy: bool,
 }
 
 /// Authentication. `none` accepts every caller as anonymous and is allowed only on a loopback
@@ -65,6 +67,8 @@ pub struct AuthConfig {
     pub allow_remote_without_auth: bool,
     /// The claim listing a token's groups (a list, or names separated by spaces).
     pub groups_claim: String,
+    /// The claim naming a token's tenant (with `multi_tenancy`, the only tenant it may use).
+    pub tenant_claim: String,
     /// A TOML file of role rules (`[[group]]` tables of `interactions` and `types`); without
     /// it, `practitioner`, `non-practitioner` and `auditor` as the README describes.
     pub roles_file: Option<std::path::PathBuf>,
@@ -89,6 +93,7 @@ impl Default for AuthConfig {
             api_key: None,
             allow_remote_without_auth: false,
             groups_claim: "cognito:groups".into(),
+            tenant_claim: "custom:tenantId".into(),
             roles_file: None,
         }
     }
@@ -171,6 +176,7 @@ impl Default for Config {
             backend: BackendKind::Embedded,
             aws: AwsConfig::default(),
             auth: AuthConfig::default(),
+            multi_tenancy: false,
         }
     }
 }
@@ -196,6 +202,7 @@ impl Config {
             max_body_bytes: self.max_body_bytes,
             update_create: self.update_create,
             search_wait: std::time::Duration::from_millis(self.search_wait_ms),
+            multi_tenancy: self.multi_tenancy,
             ..command_api::ApiConfig::default()
         }
     }

@@ -61,6 +61,10 @@ enum Command {
         /// Files (Bundles, or NDJSON batches) in flight at once.
         #[arg(long, default_value_t = 4)]
         concurrency: usize,
+        /// With multi-tenancy (and no --server), the tenant to load into; with --server, put
+        /// the tenant in its URL.
+        #[arg(long)]
+        tenant: Option<String>,
     },
 }
 
@@ -115,8 +119,8 @@ fn main() -> ExitCode {
                 Ok(true)
             }
             Command::Reindex { server: Some(base) } => fhir_server::reindex_client::run(&base).await,
-            Command::Import { paths, server, concurrency } => {
-                fhir_server::import::run(&config, fhir_server::import::Options { paths, server, concurrency }).await
+            Command::Import { paths, server, concurrency, tenant } => {
+                fhir_server::import::run(&config, fhir_server::import::Options { paths, server, concurrency, tenant }).await
             }
         }
     });

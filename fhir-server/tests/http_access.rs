@@ -7,7 +7,7 @@ mod common;
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use common::{assert_outcome, json_with_status, patient, TestServer};
+use common::{assert_outcome, patient, TestServer};
 use fhir_server::config::{AuthConfig, AuthMode};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
@@ -54,6 +54,10 @@ async fn call(server: &TestServer, token: &str, method: &str, path: &str, body: 
 
 const FHIR: &str = "application/fhir+json";
 
+/// One interaction of the matrix: its name, method, path, body and headers, and whether it is
+/// allowed for the practitioner, the non-practitioner, the auditor and a caller in no group.
+type Row<'a> = (&'a str, &'a str, String, Option<(&'a str, Value)>, Vec<(&'a str, &'a str)>, [bool; 4]);
+
 #[tokio::test]
 async fn every_interaction_for_every_default_group() {
     let server = server(None).await;
@@ -83,8 +87,7 @@ async fn every_interaction_for_every_default_group() {
         let mine = create(patient("Target")).await;
         let transaction = json!({ "resourceType": "Bundle", "type": "transaction", "entry": [{ "resource": patient("Tx"), "request": { "method": "POST", "url": "Patient" } }] });
         let patch = json!([{ "op": "replace", "path": "/active", "value": false }]);
-        // (interaction, method, path, body, headers, allowed for: practitioner, non-practitioner, auditor, no group)
-        let rows: Vec<(&str, &str, String, Option<(&str, Value)>, Vec<(&str, &str)>, [bool; 4])> = vec![
+        let rows: Vec<Row> = vec![
             ("read", "GET", format!("Patient/{p}"), None, vec![], [true, false, true, false]),
             ("vread", "GET", format!("Patient/{p}/_history/1"), None, vec![], [true, false, true, false]),
             ("search", "GET", "Patient?family=Matrix".into(), None, vec![], [true, false, true, false]),

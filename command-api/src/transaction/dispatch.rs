@@ -75,8 +75,9 @@ pub async fn dispatch(
         None => request.body(Body::empty()),
     }
     .map_err(|_| ApiError::invalid("request.url is not a valid URL"))?;
-    // The bundle's caller, already authenticated.
+    // The bundle's caller, already authenticated, in the bundle's tenant.
     request.extensions_mut().insert(context.principal.clone());
+    request.extensions_mut().insert(crate::tenancy::Tenant(context.tenant.clone()));
     let response = match router.clone().oneshot(request).await {
         Ok(response) => response,
         Err(never) => match never {},

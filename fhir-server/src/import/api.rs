@@ -22,9 +22,13 @@ pub struct Sent {
 }
 
 impl Api {
-    pub fn in_process(state: Arc<AppState>) -> Api {
-        let context = Arc::new(RequestContext::internal(&state, PreferReturn::Minimal));
-        Api::InProcess { state, context }
+    /// The embedded API, writing into `tenant` (the default tenant without one).
+    pub fn in_process(state: Arc<AppState>, tenant: Option<&str>) -> Api {
+        let mut context = RequestContext::internal(&state, PreferReturn::Minimal);
+        if let Some(tenant) = tenant {
+            context.tenant = tenant.to_string();
+        }
+        Api::InProcess { state, context: Arc::new(context) }
     }
 
     /// Sends one unit's Bundle; `origins` name its entries. Err: why it could not be sent at all.

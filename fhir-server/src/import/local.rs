@@ -26,10 +26,10 @@ pub enum Local {
 }
 
 /// Starts the server over the configured data directory for an input of `input_bytes`.
-pub async fn start(config: &Config, input_bytes: u64) -> anyhow::Result<(Api, Local)> {
+pub async fn start(config: &Config, input_bytes: u64, tenant: Option<&str>) -> anyhow::Result<(Api, Local)> {
     if config.backend != BackendKind::Aws {
         let embedded = Embedded::open(config, Some(input_bytes / INPUT_BYTES_PER_RESOURCE))?;
-        return Ok((Api::in_process(embedded.api().clone()), Local::Embedded(embedded)));
+        return Ok((Api::in_process(embedded.api().clone(), tenant), Local::Embedded(embedded)));
     }
     let mut config = config.clone();
     config.max_body_bytes = config.max_body_bytes.max(LOCAL_MAX_BODY);
@@ -38,7 +38,10 @@ pub async fn start(config: &Config, input_bytes: u64) -> anyhow::Result<(Api, Lo
     let key = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
     config.auth = crate::config::AuthConfig { api_key: Some(key.clone()), ..crate::config::AuthConfig::default() };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("cannot listen on loopback")?;
-    let base = format!("http://{}{}", listener.local_addr()?, config.base_path);
+    let mut base = format!("http://{}{}", listener.local_addr()?, config.base_path);
+    if let (true, Some(tenant)) = (config.multi_tenancy, tenant) {
+        base = format!("{base}/tenant/{tenant}");
+    }
     let (stop, stopped) = oneshot::channel::<()>();
     let serving = tokio::spawn(crate::serve::run(config, listener, async move {
         let _ = stopped.await;

@@ -42,6 +42,8 @@ pub struct Options {
     pub server: Option<String>,
     /// Requests in flight at once.
     pub concurrency: usize,
+    /// With multi-tenancy, the tenant to load into.
+    pub tenant: Option<String>,
 }
 
 /// One thing that did not import.
@@ -60,6 +62,10 @@ struct Tally {
 
 pub async fn run(config: &Config, options: Options) -> anyhow::Result<bool> {
     let files = expand(&options.paths)?;
+    if let Some(tenant) = &options.tenant {
+        anyhow::ensure!(command_api::tenancy::is_valid_tenant(tenant), "--tenant: a tenant id is 1 to 64 letters, digits, '_' or '-'");
+        anyhow::ensure!(config.multi_tenancy, "--tenant needs multi_tenancy = true");
+    }
     let progress = Arc::new(Mutex::new(Progress::load(&config.data_dir.join("import-progress.json"))?));
     let (api, local) = match &options.server {
         Some(server) => {
@@ -68,7 +74,7 @@ pub async fn run(config: &Config, options: Options) -> anyhow::Result<bool> {
         }
         None => {
             let input_bytes = files.iter().filter_map(|file| std::fs::metadata(file).ok()).map(|metadata| metadata.len()).sum();
-            let (api, local) = local::start(config, input_bytes).await?;
+            let (api, local) = local::start(config, input_bytes, options.tenant.as_deref()).await?;
             (api, Some(local))
         }
     };
