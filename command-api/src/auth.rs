@@ -73,6 +73,9 @@ pub(crate) async fn authenticate(State(state): State<Arc<AppState>>, mut request
     }
     match state.authenticator.authenticate(request.headers()).await {
         Ok(principal) => {
+            if let Some(slot) = request.extensions().get::<crate::audit::AuditSlot>() {
+                slot.set_actor(&principal.actor);
+            }
             if let Err(denied) = crate::tenancy::check(&principal, request.extensions().get::<crate::tenancy::Tenant>()) {
                 return denied.into_response();
             }

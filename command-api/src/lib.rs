@@ -6,7 +6,8 @@
 //! Layout:
 //! - [`state`]: shared state, settings, and the read-model ports the binary wires in;
 //!   [`auth`]: the caller, and the authentication port; [`access`]: what the caller may do;
-//!   [`tenancy`]: the tenant of a request when multi-tenancy is on.
+//!   [`tenancy`]: the tenant of a request when multi-tenancy is on; [`audit`]: one record per
+//!   request, and `$audit`.
 //! - [`negotiate`]: query parameters, formats, `Prefer`, body media type and size.
 //! - [`resource`]: parse, validate and stamp request resources; [`patch`]: JSON Patch and
 //!   FHIRPath Patch bodies.
@@ -17,6 +18,7 @@
 //! - [`respond`] and [`error`]: response building, and the one place errors become statuses.
 
 pub mod access;
+pub mod audit;
 pub mod auth;
 pub mod error;
 pub mod handlers;
@@ -43,9 +45,10 @@ pub fn router_for(state: Arc<AppState>) -> Router {
     let routes = handlers::routes(state.clone()).layer(CatchPanicLayer::custom(|_| {
         axum::response::IntoResponse::into_response(ApiError::Internal("a request handler panicked".into()))
     }));
-    if !state.config.multi_tenancy {
-        return routes;
-    }
     // The tenant comes out of the path before the routes see it.
-    Router::new().fallback_service(routes).layer(axum::middleware::from_fn_with_state(state, tenancy::route))
+    let routes = match state.config.multi_tenancy {
+        true => Router::new().fallback_service(routes).layer(axum::middleware::from_fn_with_state(state.clone(), tenancy::route)),
+        false => routes,
+    };
+    routes.layer(axum::middleware::from_fn_with_state(state, audit::layer))
 }

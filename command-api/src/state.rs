@@ -8,7 +8,9 @@ use event_log::EventLog;
 use fhir_core::history::{HistoryPage, HistoryQuery};
 use fhir_core::search::SearchQuery;
 
+use crate::audit::AuditTrail;
 use crate::auth::Authenticator;
+use audit_log::AuditStore;
 
 /// The history read model, as the API sees it. The binary wires in the projector's store.
 #[async_trait]
@@ -69,6 +71,8 @@ pub struct AppState {
     pub capability_statement: bytes::Bytes,
     /// Who is calling (see [`crate::auth`]).
     pub authenticator: Arc<dyn Authenticator>,
+    /// Where every request is recorded (see [`crate::audit`]); none when disabled.
+    pub audit: Option<Arc<AuditTrail>>,
 }
 
 impl AppState {
@@ -78,9 +82,11 @@ impl AppState {
         search: Arc<dyn SearchBackend>,
         config: ApiConfig,
         authenticator: Arc<dyn Authenticator>,
+        audit: Option<Arc<dyn AuditStore>>,
     ) -> Arc<Self> {
         let capability_statement = crate::handlers::capability_statement(&config);
-        Arc::new(AppState { log, history, search, config, conditional_locks: Default::default(), capability_statement, authenticator })
+        let audit = audit.map(AuditTrail::start);
+        Arc::new(AppState { log, history, search, config, conditional_locks: Default::default(), capability_statement, authenticator, audit })
     }
 }
 

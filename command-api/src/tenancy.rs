@@ -41,6 +41,9 @@ pub(crate) async fn route(State(state): State<Arc<AppState>>, mut request: Reque
     let query = request.uri().query().map(|query| format!("?{query}")).unwrap_or_default();
     let Ok(uri) = format!("{base_path}/{rest}{query}").parse::<Uri>() else { return not_found() };
     *request.uri_mut() = uri;
+    if let Some(slot) = request.extensions().get::<crate::audit::AuditSlot>() {
+        slot.set_tenant(id);
+    }
     request.extensions_mut().insert(Tenant(id.to_string()));
     next.run(request).await
 }

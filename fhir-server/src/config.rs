@@ -40,6 +40,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Every route under `[base]/tenant/{tenantId}/`, each tenant's data apart.
     pub multi_tenancy: bool,
+    /// Record every request in the audit trail (`audit.db`, or `aws.audit_table`).
+    pub audit: bool,
 }
 
 /// Authentication. `none` accepts every caller as anonymous and is allowed only on a loopback
@@ -122,6 +124,8 @@ pub struct AwsConfig {
     pub stream_shards: i32,
     pub leases_table: String,
     pub history_table: String,
+    /// The audit trail.
+    pub audit_table: String,
     pub opensearch_url: String,
     /// The start of every OpenSearch index name (lower case).
     pub index_prefix: String,
@@ -140,6 +144,7 @@ impl Default for AwsConfig {
             stream_shards: 2,
             leases_table: "fhir-leases".into(),
             history_table: "fhir-history".into(),
+            audit_table: "fhir-audit".into(),
             opensearch_url: "http://127.0.0.1:9200".into(),
             index_prefix: "fhir".into(),
             run_projectors: true,
@@ -177,6 +182,7 @@ impl Default for Config {
             aws: AwsConfig::default(),
             auth: AuthConfig::default(),
             multi_tenancy: false,
+            audit: true,
         }
     }
 }

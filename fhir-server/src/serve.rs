@@ -20,6 +20,7 @@ use crate::search_slot::SearchSlot;
 /// File names inside the data directory.
 pub const LOG_FILE: &str = "events.db";
 pub const HISTORY_FILE: &str = "history.db";
+pub const AUDIT_FILE: &str = "audit.db";
 /// Held locked by the process that writes the data directory.
 pub const LOCK_FILE: &str = "LOCK";
 
@@ -62,7 +63,8 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
     crate::auth::check_exposure(&config.auth, address)?;
     let embedded = Embedded::open(&config, None)?;
     tracing::info!(%address, base_path = %config.base_path, data_dir = %config.data_dir.display(), "fhir server listening");
-    axum::serve(listener, embedded.router()).with_graceful_shutdown(shutdown).await.context("http server failed")?;
+    let app = embedded.router().into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await.context("http server failed")?;
     tracing::info!("http server stopped; stopping projectors");
     embedded.close().await;
     Ok(())
@@ -93,7 +95,11 @@ impl Embedded {
         let search = SearchSlot::open(&config.data_dir, dyn_log.clone(), bulk_load)?;
         let api_config = config.api_config();
         let authenticator = crate::auth::authenticator(&config.auth)?;
-        let api = command_api::AppState::new(dyn_log, Arc::new(ProjectedHistory(history)), Arc::new(IndexedSearch(search.clone())), api_config.clone(), authenticator);
+        let audit: Option<Arc<dyn audit_log::AuditStore>> = match config.audit {
+            true => Some(Arc::new(audit_log::sqlite::SqliteAuditStore::open(&config.data_dir.join(AUDIT_FILE)).context("cannot open the audit trail")?)),
+            false => None,
+        };
+        let api = command_api::AppState::new(dyn_log, Arc::new(ProjectedHistory(history)), Arc::new(IndexedSearch(search.clone())), api_config.clone(), authenticator, audit);
         let router = command_api::router_for(api.clone()).merge(crate::admin::routes(&api_config.base_path, search.clone()));
         Ok(Embedded { _lock: lock, log, search, stop_projectors, history_projector, api, router })
     }

@@ -31,6 +31,7 @@ pub fn routes(state: Arc<AppState>) -> Router {
     let api = Router::new()
         .route("/metadata", get(capability::metadata))
         .route("/_history", get(history::system_history))
+        .route("/$audit", get(crate::audit::query))
         .route("/", get(search::system_search).post(type_level::bundle))
         .route(
             "/{type}",

@@ -30,7 +30,13 @@ pub use response::EntryResult;
 /// Bundle.
 pub async fn process(state: &Arc<AppState>, context: &RequestContext, body: &[u8]) -> ApiResult<Response> {
     let (kind, results) = run(state, context, parse_json(body)?).await?;
-    response::render(kind, &results, context.pretty)
+    let mut answer = response::render(kind, &results, context.pretty)?;
+    let audited_as = match kind {
+        BundleKind::Batch => "batch",
+        BundleKind::Transaction => "transaction",
+    };
+    answer.extensions_mut().insert(crate::audit::AuditedAs(audited_as));
+    Ok(answer)
 }
 
 /// Runs a batch or transaction Bundle: what it was, and each entry's outcome in the request's

@@ -60,6 +60,7 @@ pub async fn setup(config: &Config) -> anyhow::Result<()> {
     event_log::dynamodb::create_bucket(&clients.s3, &aws.bodies_bucket).await.context("cannot create the bodies bucket")?;
     event_stream::leases::create_table(&clients.dynamodb, &aws.leases_table).await.context("cannot create the leases table")?;
     projector_history::dynamodb::create_table(&clients.dynamodb, &aws.history_table).await.context("cannot create the history table")?;
+    audit_log::dynamodb::DynamoAuditStore::create_table(&clients.dynamodb, &aws.audit_table).await.context("cannot create the audit table")?;
     event_stream::create_stream(&clients.kinesis, &aws.stream, aws.stream_shards).await.context("cannot create the stream")?;
     Ok(())
 }
@@ -120,8 +121,12 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
     let search_port = Arc::new(StreamSearch { index: search.clone(), progress: progress("opensearch") });
     let address = listener.local_addr().context("listener has no address")?;
     crate::auth::check_exposure(&config.auth, address)?;
-    let api = command_api::AppState::new(log, history_port, search_port, config.api_config(), crate::auth::authenticator(&config.auth)?);
-    let app = command_api::router_for(api);
+    let audit: Option<Arc<dyn audit_log::AuditStore>> = match config.audit {
+        true => Some(Arc::new(audit_log::dynamodb::DynamoAuditStore::new(clients.dynamodb.clone(), &aws.audit_table))),
+        false => None,
+    };
+    let api = command_api::AppState::new(log, history_port, search_port, config.api_config(), crate::auth::authenticator(&config.auth)?, audit);
+    let app = command_api::router_for(api).into_make_service_with_connect_info::<std::net::SocketAddr>();
     tracing::info!(%address, base_path = %config.base_path, stream = %aws.stream, "fhir server listening (AWS mode)");
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await.context("http server failed")?;
 

@@ -131,6 +131,7 @@ fn use_aws_stand_ins(config: &mut Config) {
         stream: format!("events-{unique}"),
         leases_table: format!("leases-{unique}"),
         history_table: format!("history-{unique}"),
+        audit_table: format!("audit-{unique}"),
         opensearch_url: opensearch,
         index_prefix: format!("x{unique}"),
         ..fhir_server::config::AwsConfig::default()
