@@ -37,7 +37,7 @@ impl DynamoAuditStore {
 
 #[async_trait]
 impl AuditStore for DynamoAuditStore {
-    async fn append(&self, records: Vec<AuditRecord>) -> Result<(), AuditError> {
+    async fn append(&self, records: &[AuditRecord]) -> Result<(), AuditError> {
         for chunk in records.chunks(BATCH) {
             let mut requests = Vec::with_capacity(chunk.len());
             for record in chunk {

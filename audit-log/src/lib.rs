@@ -61,7 +61,7 @@ pub struct AuditError(pub String);
 #[async_trait]
 pub trait AuditStore: Send + Sync + 'static {
     /// Appends `records` durably (all of them, or an error).
-    async fn append(&self, records: Vec<AuditRecord>) -> Result<(), AuditError>;
+    async fn append(&self, records: &[AuditRecord]) -> Result<(), AuditError>;
     /// A tenant's records matching `query`, newest first, at most `query.limit`.
     async fn query(&self, tenant: &str, query: &AuditQuery) -> Result<Vec<AuditRecord>, AuditError>;
 }

@@ -21,8 +21,8 @@ fn record(request_id: &str, tenant: &str, at_ms: i64, actor: &str, resource_type
 /// Runs the behaviour on `store`.
 pub async fn run(store: &dyn AuditStore) {
     let records: Vec<AuditRecord> = (0..30).map(|n| record(&format!("r{n}"), if n % 3 == 0 { "b" } else { "a" }, 1_000 + n, if n % 2 == 0 { "ann" } else { "bob" }, if n < 15 { "Patient" } else { "Observation" })).collect();
-    store.append(records[..10].to_vec()).await.expect("append");
-    store.append(records[10..].to_vec()).await.expect("append more than one batch");
+    store.append(&records[..10]).await.expect("append");
+    store.append(&records[10..]).await.expect("append more than one batch");
     let all = store.query("a", &AuditQuery { limit: 100, ..AuditQuery::default() }).await.unwrap();
     assert_eq!(all.len(), 20, "tenant a's records only");
     assert!(all.iter().all(|r| r.tenant == "a"));

@@ -94,7 +94,7 @@ async fn write(store: Arc<dyn AuditStore>, mut receiver: mpsc::Receiver<Pending>
         let (records, waiting): (Vec<AuditRecord>, Vec<oneshot::Sender<()>>) = batch.drain(..).unzip();
         let mut pause = Duration::from_millis(50);
         for attempt in 1..=5 {
-            match store.append(records.clone()).await {
+            match store.append(&records).await {
                 Ok(()) => break,
                 Err(error) if attempt == 5 => tracing::error!(%error, lost = records.len(), "audit records could not be stored"),
                 Err(error) => {
