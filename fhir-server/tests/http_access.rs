@@ -5,36 +5,19 @@
 mod common;
 
 use std::path::PathBuf;
-use std::time::{SystemTime, UNIX_EPOCH};
 
+use common::tokens::trusted_issuer;
 use common::{assert_outcome, patient, TestServer};
 use fhir_server::config::{AuthConfig, AuthMode};
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 
-const ISSUER: &str = "https://issuer.example";
-const AUDIENCE: &str = "fhir-api";
-
-fn testdata(file: &str) -> Vec<u8> {
-    std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/auth").join(file)).expect("test key")
-}
-
 async fn server(roles_file: Option<PathBuf>) -> TestServer {
-    let keys: Value = serde_json::from_slice(&testdata("jwks.json")).unwrap();
-    let app = axum::Router::new().route("/jwks.json", axum::routing::get(move || async move { axum::Json(keys) }));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let jwks_url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let auth = AuthConfig { mode: AuthMode::Jwt, jwks_url: Some(jwks_url), issuer: Some(ISSUER.into()), audience: Some(AUDIENCE.into()), roles_file, ..AuthConfig::default() };
+    let auth = AuthConfig { roles_file, ..trusted_issuer().await };
     TestServer::start_with(|config| config.auth = auth).await
 }
 
 fn token(groups: &[&str]) -> String {
-    let exp = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() + 300;
-    let claims = json!({ "iss": ISSUER, "aud": AUDIENCE, "sub": "someone", "exp": exp, "cognito:groups": groups });
-    let mut header = Header::new(Algorithm::RS256);
-    header.kid = Some("rsa-1".into());
-    jsonwebtoken::encode(&header, &claims, &EncodingKey::from_rsa_pem(&testdata("rsa-1.pem")).unwrap()).unwrap()
+    common::tokens::token("someone", groups, json!({}))
 }
 
 /// Sends `method path` with `body` as the holder of `token`; returns the status and the body.
@@ -167,7 +150,7 @@ async fn rules_from_a_roles_file_and_a_transaction_names_the_denied_entry() {
     server.stop().await;
 
     std::fs::write(dir.path().join("bad.toml"), "[[device]]\ninteractions = [\"destroy\"]\ntypes = [\"*\"]\n").unwrap();
-    let auth = AuthConfig { mode: AuthMode::Jwt, jwks_url: Some("http://127.0.0.1:9/jwks.json".into()), issuer: Some(ISSUER.into()), audience: Some(AUDIENCE.into()), roles_file: Some(dir.path().join("bad.toml")), ..AuthConfig::default() };
+    let auth = AuthConfig { mode: AuthMode::Jwt, jwks_url: Some("http://127.0.0.1:9/jwks.json".into()), issuer: Some("i".into()), audience: Some("a".into()), roles_file: Some(dir.path().join("bad.toml")), ..AuthConfig::default() };
     let refused = fhir_server::auth::authenticator(&auth).err().expect("an unknown interaction is refused");
     assert!(refused.to_string().contains("destroy"), "{refused}");
 }

@@ -4,40 +4,16 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::time::{SystemTime, UNIX_EPOCH};
-
+use common::tokens::{token, trusted_issuer};
 use common::{json_with_status, patient, TestServer};
-use fhir_server::config::{AuthConfig, AuthMode};
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
-
-const ISSUER: &str = "https://issuer.example";
-const AUDIENCE: &str = "fhir-api";
-
-fn testdata(file: &str) -> Vec<u8> {
-    std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/auth").join(file)).expect("test key")
-}
-
-fn token(sub: &str, group: &str) -> String {
-    let exp = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() + 300;
-    let claims = json!({ "iss": ISSUER, "aud": AUDIENCE, "sub": sub, "exp": exp, "cognito:groups": [group] });
-    let mut header = Header::new(Algorithm::RS256);
-    header.kid = Some("rsa-1".into());
-    jsonwebtoken::encode(&header, &claims, &EncodingKey::from_rsa_pem(&testdata("rsa-1.pem")).unwrap()).unwrap()
-}
 
 #[tokio::test]
 async fn every_request_is_recorded_without_content() {
-    let keys: Value = serde_json::from_slice(&testdata("jwks.json")).unwrap();
-    let app = axum::Router::new().route("/jwks.json", axum::routing::get(move || async move { axum::Json(keys) }));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let jwks_url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let auth = AuthConfig { mode: AuthMode::Jwt, jwks_url: Some(jwks_url), issuer: Some(ISSUER.into()), audience: Some(AUDIENCE.into()), ..AuthConfig::default() };
+    let auth = trusted_issuer().await;
     let server = TestServer::start_with(|config| config.auth = auth).await;
-    let clinician = token("clinician-7", "practitioner");
-    let auditor = token("auditor-3", "auditor");
+    let clinician = token("clinician-7", &["practitioner"], json!({}));
+    let auditor = token("auditor-3", &["auditor"], json!({}));
     let started = fhir_core::instant::format_instant(fhir_core::instant::now());
 
     let created = server.client.post(server.url("Patient")).bearer_auth(&clinician).header("content-type", "application/fhir+json").body(patient("Secretname").to_string()).send().await.unwrap();

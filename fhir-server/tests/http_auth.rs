@@ -5,53 +5,20 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use base64::Engine;
+use common::tokens::{now, sign, testdata, trusted_issuer, AUDIENCE, ISSUER};
 use common::{assert_outcome, json_with_status, patient, TestServer};
-use fhir_server::config::{AuthConfig, AuthMode};
+use fhir_server::config::AuthConfig;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 
-const ISSUER: &str = "https://issuer.example";
-const AUDIENCE: &str = "fhir-api";
-
-fn testdata(file: &str) -> Vec<u8> {
-    std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/auth").join(file)).expect("test key")
-}
-
-fn now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
-}
-
-/// Serves the keys `rsa-1` and `ec-1` of `testdata/auth/jwks.json` (not `rsa-2`); returns the URL.
-async fn jwks() -> String {
-    let mut keys: Value = serde_json::from_slice(&testdata("jwks.json")).unwrap();
-    keys["keys"].as_array_mut().unwrap().retain(|key| key["kid"] != "rsa-2");
-    let app = axum::Router::new().route("/jwks.json", axum::routing::get(move || async move { axum::Json(keys) }));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    url
-}
-
-fn jwt_config(jwks_url: String) -> AuthConfig {
-    AuthConfig { mode: AuthMode::Jwt, jwks_url: Some(jwks_url), issuer: Some(ISSUER.into()), audience: Some(AUDIENCE.into()), ..AuthConfig::default() }
-}
-
+/// A practitioner's token with `changes` to its claims (`null` removes one), signed with `kid`.
 fn token_with(changes: Value, kid: &str) -> String {
     let mut claims = json!({ "iss": ISSUER, "aud": AUDIENCE, "sub": "clinician-7", "exp": now() + 300, "cognito:groups": ["practitioner"] });
     for (name, value) in changes.as_object().unwrap() {
         claims[name] = value.clone();
     }
-    let mut header = Header::new(if kid == "ec-1" { Algorithm::ES256 } else { Algorithm::RS256 });
-    header.kid = Some(kid.into());
-    let key = match kid {
-        "ec-1" => EncodingKey::from_ec_pem(&testdata("ec-1.pem")).unwrap(),
-        rsa => EncodingKey::from_rsa_pem(&testdata(&format!("{rsa}.pem"))).unwrap(),
-    };
-    jsonwebtoken::encode(&header, &claims, &key).unwrap()
+    sign(&claims, kid)
 }
 
 fn token() -> String {
@@ -78,8 +45,8 @@ async fn assert_rejected(response: reqwest::Response, why: &str) {
 
 #[tokio::test]
 async fn a_token_is_required_and_every_bad_one_is_a_401() {
-    let jwks_url = jwks().await;
-    let server = TestServer::start_with(|config| config.auth = jwt_config(jwks_url)).await;
+    let auth = trusted_issuer().await;
+    let server = TestServer::start_with(|config| config.auth = auth).await;
 
     assert_eq!(get_with(&server, "metadata", None).await.status(), 200, "the CapabilityStatement is public");
     assert_rejected(get_with(&server, "Patient", None).await, "no bearer token").await;
@@ -112,8 +79,8 @@ async fn a_token_is_required_and_every_bad_one_is_a_401() {
 
 #[tokio::test]
 async fn writes_record_their_caller_and_bundle_entries_run_as_the_bundles_caller() {
-    let jwks_url = jwks().await;
-    let server = TestServer::start_with(|config| config.auth = jwt_config(jwks_url)).await;
+    let auth = trusted_issuer().await;
+    let server = TestServer::start_with(|config| config.auth = auth).await;
     let bearer = format!("Bearer {}", token());
     let post = |path: &str, body: Value| server.client.post(server.url(path)).header("authorization", &bearer).header("content-type", "application/fhir+json").body(body.to_string()).send();
     let created = json_with_status(post("Patient", patient("Caller")).await.unwrap(), 201).await;
@@ -142,8 +109,8 @@ async fn writes_record_their_caller_and_bundle_entries_run_as_the_bundles_caller
 
 #[tokio::test]
 async fn an_api_key_is_required_when_configured() {
-    let jwks_url = jwks().await;
-    let server = TestServer::start_with(|config| config.auth = AuthConfig { api_key: Some("s3cret-key".into()), ..jwt_config(jwks_url) }).await;
+    let auth = AuthConfig { api_key: Some("s3cret-key".into()), ..trusted_issuer().await };
+    let server = TestServer::start_with(|config| config.auth = auth).await;
     let request = |key: Option<&str>| {
         let mut request = server.client.get(server.url("Patient")).header("authorization", format!("Bearer {}", token()));
         if let Some(key) = key {

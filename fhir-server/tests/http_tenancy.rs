@@ -6,30 +6,13 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::time::{SystemTime, UNIX_EPOCH};
-
+use common::tokens::{token, trusted_issuer};
 use common::{assert_outcome, TestServer};
-use fhir_server::config::{AuthConfig, AuthMode};
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 
-const ISSUER: &str = "https://issuer.example";
-const AUDIENCE: &str = "fhir-api";
-
-fn testdata(file: &str) -> Vec<u8> {
-    std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/auth").join(file)).expect("test key")
-}
-
-fn token(tenant: Option<&str>) -> String {
-    let exp = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() + 300;
-    let mut claims = json!({ "iss": ISSUER, "aud": AUDIENCE, "sub": "someone", "exp": exp, "cognito:groups": ["practitioner"] });
-    if let Some(tenant) = tenant {
-        claims["custom:tenantId"] = json!(tenant);
-    }
-    let mut header = Header::new(Algorithm::RS256);
-    header.kid = Some("rsa-1".into());
-    jsonwebtoken::encode(&header, &claims, &EncodingKey::from_rsa_pem(&testdata("rsa-1.pem")).unwrap()).unwrap()
+/// A practitioner's token, of `tenant`.
+fn tenant_token(tenant: Option<&str>) -> String {
+    token("someone", &["practitioner"], tenant.map_or(json!({}), |tenant| json!({ "custom:tenantId": tenant })))
 }
 
 /// A caller of one tenant.
@@ -83,30 +66,25 @@ async fn populate(caller: &Caller<'_>, family: &str, code: &str) {
 
 #[tokio::test]
 async fn tenants_never_see_each_other() {
-    let keys: Value = serde_json::from_slice(&testdata("jwks.json")).unwrap();
-    let app = axum::Router::new().route("/jwks.json", axum::routing::get(move || async move { axum::Json(keys) }));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let jwks_url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let auth = AuthConfig { mode: AuthMode::Jwt, jwks_url: Some(jwks_url), issuer: Some(ISSUER.into()), audience: Some(AUDIENCE.into()), ..AuthConfig::default() };
+    let auth = trusted_issuer().await;
     let server = TestServer::start_with(|config| {
         config.auth = auth;
         config.multi_tenancy = true;
     })
     .await;
-    let one = Caller { server: &server, tenant: "clinic-1", token: token(Some("clinic-1")) };
-    let two = Caller { server: &server, tenant: "clinic-2", token: token(Some("clinic-2")) };
+    let one = Caller { server: &server, tenant: "clinic-1", token: tenant_token(Some("clinic-1")) };
+    let two = Caller { server: &server, tenant: "clinic-2", token: tenant_token(Some("clinic-2")) };
     populate(&one, "Alpha", "1111-1").await;
     populate(&two, "Beta", "2222-2").await;
 
     // The URL's tenant must be the token's; ids are checked; there is no tenant-free API.
-    let intruder = Caller { server: &server, tenant: "clinic-2", token: token(Some("clinic-1")) };
+    let intruder = Caller { server: &server, tenant: "clinic-2", token: tenant_token(Some("clinic-1")) };
     let (status, answer) = intruder.send("GET", "Patient/shared", None, &[]).await;
     assert_eq!(status, 403, "{answer}");
     assert_outcome(&answer, "forbidden");
-    let homeless = Caller { server: &server, tenant: "clinic-1", token: token(None) };
+    let homeless = Caller { server: &server, tenant: "clinic-1", token: tenant_token(None) };
     assert_eq!(homeless.send("GET", "Patient", None, &[]).await.0, 403, "a token without a tenant may use none");
-    let bad = Caller { server: &server, tenant: "bad.id", token: token(Some("bad.id")) };
+    let bad = Caller { server: &server, tenant: "bad.id", token: tenant_token(Some("bad.id")) };
     assert_eq!(bad.send("GET", "Patient", None, &[]).await.0, 400);
     let untenanted = server.client.get(server.url("Patient")).bearer_auth(&one.token).send().await.unwrap();
     assert_eq!(untenanted.status(), 404);

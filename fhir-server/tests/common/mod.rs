@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod tokens;
+
 use std::time::Duration;
 
 use fhir_server::Config;
