@@ -11,9 +11,8 @@
 //! Denied is 403 with an OperationOutcome naming the interaction and type.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request};
 use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -22,7 +21,6 @@ use fhir_core::search::{Include, ParamPath, SearchQuery};
 
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
-use crate::state::AppState;
 
 /// The interactions a grant names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,7 +112,7 @@ impl Principal {
 
 /// The layer: the interaction a request is, by method and route, checked before the handler.
 /// Searches are checked where their query is parsed ([`check_search`]); bundles entry by entry.
-pub(crate) async fn authorize(State(_state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+pub(crate) async fn authorize(request: Request, next: Next) -> Response {
     let Some(principal) = request.extensions().get::<Principal>() else { return next.run(request).await };
     let route = request.extensions().get::<MatchedPath>().map(|path| path.as_str().to_string()).unwrap_or_default();
     let route = route.rsplit_once("/{type}").map(|(_, rest)| format!("/{{type}}{rest}")).unwrap_or(route);

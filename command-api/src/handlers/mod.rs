@@ -50,7 +50,7 @@ pub fn routes(state: Arc<AppState>) -> Router {
         .route("/{type}/{id}/{compartment}", get(compartment::compartment_search))
         .route("/{type}/{id}/_history/{version}", get(instance::vread))
         .method_not_allowed_fallback(method_not_allowed)
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), crate::access::authorize))
+        .route_layer(axum::middleware::from_fn(crate::access::authorize))
         .route_layer(axum::middleware::from_fn(log_request))
         .with_state(state.clone());
     let base_path = state.config.base_path.trim_end_matches('/');
