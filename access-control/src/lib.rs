@@ -7,10 +7,12 @@
 //! - [`verify`]: one token checked: algorithm, key, signature, `exp`, `nbf`, `iss`, `aud`.
 //! - [`api_key`]: an `x-api-key` header compared in constant time.
 //! - [`roles`]: role groups and their rules (interactions on resource types).
+//! - [`smart`]: SMART App Launch scopes (v1 and v2) as interactions on resource types.
 
 pub mod api_key;
 pub mod jwks;
 pub mod roles;
+pub mod smart;
 pub mod verify;
 
 pub use jwks::KeyCache;

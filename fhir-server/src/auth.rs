@@ -12,6 +12,7 @@ use anyhow::{bail, Context};
 use async_trait::async_trait;
 use axum::http::{header, HeaderMap};
 use access_control::roles::RoleRules;
+use access_control::smart;
 use figment::providers::Format;
 use command_api::access::{Grants, Interaction};
 use command_api::auth::{Anonymous, AuthFailure, Authenticator, Principal};
@@ -113,6 +114,57 @@ impl Grants for GroupGrants {
     }
 }
 
+/// What a token's SMART scopes allow. Until patient-context tokens are held to their patient's
+/// compartment and query-restricted scopes to their query, those scopes allow nothing: only
+/// plain `user/` and `system/` scopes grant.
+struct ScopeGrants {
+    scopes: Vec<smart::Scope>,
+}
+
+impl ScopeGrants {
+    fn granting(&self) -> impl Iterator<Item = &smart::Scope> {
+        self.scopes.iter().filter(|scope| scope.context != smart::Context::Patient && scope.query.is_none())
+    }
+}
+
+impl Grants for ScopeGrants {
+    fn allows(&self, interaction: Interaction, resource_type: &str) -> bool {
+        self.granting().any(|scope| (scope.resource_type == "*" || scope.resource_type == resource_type) && scope.interactions.contains(&interaction.as_str()))
+    }
+
+    fn allows_all(&self, interaction: Interaction) -> bool {
+        self.granting().any(|scope| scope.resource_type == "*" && scope.interactions.contains(&interaction.as_str()))
+    }
+}
+
+/// Allowed only if every one of the grants allows (a token with both groups and scopes).
+struct Every(Vec<Arc<dyn Grants>>);
+
+impl Grants for Every {
+    fn allows(&self, interaction: Interaction, resource_type: &str) -> bool {
+        self.0.iter().all(|grants| grants.allows(interaction, resource_type))
+    }
+
+    fn allows_all(&self, interaction: Interaction) -> bool {
+        self.0.iter().all(|grants| grants.allows_all(interaction))
+    }
+}
+
+/// The grants of a token: its groups' rules, its SMART scopes, or (with both) what both allow.
+fn grants_of(claims: &serde_json::Map<String, serde_json::Value>, groups_claim: &str, roles: &Arc<RoleRules>) -> Arc<dyn Grants> {
+    let scopes = match claims.get("scope").or_else(|| claims.get("scp")) {
+        Some(serde_json::Value::String(claim)) => smart::parse(claim),
+        Some(serde_json::Value::Array(items)) => smart::parse(&items.iter().filter_map(|item| item.as_str()).collect::<Vec<_>>().join(" ")),
+        _ => Vec::new(),
+    };
+    let groups: Arc<dyn Grants> = Arc::new(GroupGrants { groups: groups_in(claims.get(groups_claim)), roles: roles.clone() });
+    match (scopes.is_empty(), claims.contains_key(groups_claim)) {
+        (true, _) => groups,
+        (false, false) => Arc::new(ScopeGrants { scopes }),
+        (false, true) => Arc::new(Every(vec![groups, Arc::new(ScopeGrants { scopes })])),
+    }
+}
+
 /// The groups a claim lists: a JSON list of names, or names separated by spaces.
 fn groups_in(claim: Option<&serde_json::Value>) -> Vec<String> {
     match claim {
@@ -136,7 +188,7 @@ impl Authenticator for Configured {
         match verifier.verify(token).await {
             Ok(claims) => {
                 let actor = claims.get("sub").and_then(|sub| sub.as_str()).unwrap_or("unknown").to_string();
-                let grants = Arc::new(GroupGrants { groups: groups_in(claims.get(&self.groups_claim)), roles: self.roles.clone() });
+                let grants = grants_of(&claims, &self.groups_claim, &self.roles);
                 // A token without the claim belongs to no tenant (with multi-tenancy: none may be used).
                 let tenant = Some(claims.get(&self.tenant_claim).and_then(|tenant| tenant.as_str()).unwrap_or_default().to_string());
                 Ok(Principal { actor, claims, grants, tenant })

@@ -154,3 +154,53 @@ async fn rules_from_a_roles_file_and_a_transaction_names_the_denied_entry() {
     let refused = fhir_server::auth::authenticator(&auth).err().expect("an unknown interaction is refused");
     assert!(refused.to_string().contains("destroy"), "{refused}");
 }
+
+/// Scopes, groups, method, path, body, and the status expected.
+type ScopeCase<'a> = (&'a str, Option<&'a [&'a str]>, &'a str, String, Option<Value>, u16);
+
+/// A token with these SMART `scope`s and, if given, groups.
+fn scoped(scope: &str, groups: Option<&[&str]>) -> String {
+    let mut claims = json!({ "iss": common::tokens::ISSUER, "aud": common::tokens::AUDIENCE, "sub": "app", "exp": common::tokens::now() + 300, "scope": scope });
+    if let Some(groups) = groups {
+        claims["cognito:groups"] = json!(groups);
+    }
+    common::tokens::sign(&claims, "rsa-1")
+}
+
+#[tokio::test]
+async fn smart_user_and_system_scopes_v1_and_v2() {
+    let server = server(None).await;
+    let admin = token(&["practitioner"]);
+    let (_, created) = call(&server, &admin, "POST", "Patient", Some((FHIR, patient("Scoped"))), &[]).await;
+    let p = created["id"].as_str().unwrap().to_string();
+    let observation = json!({ "resourceType": "Observation", "status": "final", "code": { "text": "pulse" } });
+    let (_, created) = call(&server, &admin, "POST", "Observation", Some((FHIR, observation)), &[]).await;
+    let o = created["id"].as_str().unwrap().to_string();
+
+    let cases: Vec<ScopeCase> = vec![
+        ("system/Patient.rs", None, "GET", format!("Patient/{p}"), None, 200),
+        ("system/Patient.rs", None, "GET", "Patient?family=Scoped".into(), None, 200),
+        ("system/Patient.rs", None, "POST", "Patient".into(), Some(patient("No")), 403),
+        ("system/Patient.rs", None, "GET", format!("Observation/{o}"), None, 403),
+        ("system/Patient.r", None, "GET", "Patient?family=Scoped".into(), None, 403),
+        ("user/Observation.read user/Patient.write", None, "GET", format!("Observation/{o}"), None, 200),
+        ("user/Observation.read user/Patient.write", None, "GET", "Observation?code:text=pulse".into(), None, 200),
+        ("user/Observation.read user/Patient.write", None, "POST", "Patient".into(), Some(patient("Written")), 201),
+        ("user/Observation.read user/Patient.write", None, "GET", format!("Patient/{p}"), None, 403),
+        ("system/*.cruds", None, "GET", "_history".into(), None, 200),
+        ("system/*.cruds", None, "DELETE", format!("Observation/{o}"), None, 200),
+        ("openid profile", None, "GET", format!("Patient/{p}"), None, 403),
+        // Not yet held to their patient or their query: they grant nothing.
+        ("patient/*.read", None, "GET", format!("Patient/{p}"), None, 403),
+        ("user/Patient.rs?identifier=x", None, "GET", format!("Patient/{p}"), None, 403),
+        // Groups and scopes together: what both allow.
+        ("user/Patient.rs", Some(&["practitioner"]), "GET", format!("Patient/{p}"), None, 200),
+        ("user/Patient.rs", Some(&["practitioner"]), "POST", "Patient".into(), Some(patient("No")), 403),
+        ("user/*.cruds", Some(&["auditor"]), "POST", "Patient".into(), Some(patient("No")), 403),
+    ];
+    for (scope, groups, method, path, body, expected) in cases {
+        let (status, answer) = call(&server, &scoped(scope, groups), method, &path, body.map(|body| (FHIR, body)), &[]).await;
+        assert_eq!(status, expected, "{scope} {groups:?}: {method} {path}: {answer}");
+    }
+    server.stop().await;
+}
