@@ -152,3 +152,37 @@ fn import_in_aws_mode() {
     assert!(imported.status.success(), "{report} {}", String::from_utf8_lossy(&imported.stderr));
     assert!(report.contains("imported 3 resources from 1 files"), "{report}");
 }
+
+/// With multi-tenancy, `--tenant` loads into that tenant and no other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_into_a_tenant() {
+    let inputs = tempfile::tempdir().unwrap();
+    write_inputs(inputs.path());
+    let data = tempfile::tempdir().unwrap();
+    let good = inputs.path().join("a-good.json");
+    let run = |args: &[&str], tenancy: bool| {
+        let mut command = Command::new(BINARY);
+        command.arg("--data").arg(data.path()).arg("import").args(args).env("RUST_LOG", "warn");
+        if tenancy {
+            command.env("FHIR_SERVER_MULTI_TENANCY", "true");
+        }
+        command.output().expect("run import")
+    };
+    let refused = run(&["--tenant", "clinic-9", good.to_str().unwrap()], false);
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--tenant needs multi_tenancy"));
+    let bad = run(&["--tenant", "no/slash", good.to_str().unwrap()], true);
+    assert!(!bad.status.success());
+    let imported = run(&["--tenant", "clinic-9", good.to_str().unwrap()], true);
+    assert!(imported.status.success(), "{}", String::from_utf8_lossy(&imported.stderr));
+
+    let server = TestServer::start_with(|config| {
+        config.data_dir = data.path().to_path_buf();
+        config.multi_tenancy = true;
+    })
+    .await;
+    assert_eq!(total(&server, "tenant/clinic-9/Patient?family=Imported&_summary=count").await, 1);
+    assert_eq!(total(&server, "tenant/clinic-9/Observation?_summary=count").await, 2);
+    assert_eq!(total(&server, "tenant/default/Patient?family=Imported&_summary=count").await, 0);
+    assert_eq!(total(&server, "tenant/clinic-8/Observation?_summary=count").await, 0);
+    server.stop().await;
+}
