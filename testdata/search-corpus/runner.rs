@@ -192,7 +192,7 @@ pub async fn load(file: &CorpusFile) -> Loaded {
     Loaded { _dir: dir, log, current }
 }
 
-fn parse_request(search: &str) -> (Vec<String>, Vec<(String, String)>) {
+pub fn parse_request(search: &str) -> (Vec<String>, Vec<(String, String)>) {
     let (path, query) = search.split_once('?').unwrap_or((search, ""));
     let params: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
     let types = if path.is_empty() {

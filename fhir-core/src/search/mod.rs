@@ -1,10 +1,12 @@
 //! Search, the parts every backend shares: the typed query parsed from a request
 //! ([`query`]), the typed values of each parameter type ([`value`]), escaping ([`escape`]), and
-//! what an index stores per resource ([`index`]) and how it is extracted ([`extract`]).
+//! what an index stores per resource ([`index`]) and how it is extracted ([`extract`]), and the
+//! query model interpreted on one resource in memory ([`matcher`]).
 
 pub mod escape;
 pub mod extract;
 pub mod index;
+pub mod matcher;
 pub mod query;
 pub mod value;
 
