@@ -16,7 +16,7 @@ const ISSUER: &str = "https://issuer.example";
 const AUDIENCE: &str = "fhir-api";
 
 fn testdata(file: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/auth").join(file);
+    let path = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo")).join("../testdata/auth").join(file);
     std::fs::read(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()))
 }
 

@@ -8,7 +8,8 @@
 //!   the types a chain or `_has` passes through (a filter on them tells about them too);
 //! - each write of a transaction (the reads and batch entries run through the routes).
 //!
-//! Denied is 403 with an OperationOutcome naming the interaction and type.
+//! Denied is 403 with an OperationOutcome naming the interaction and type. Within the allowed
+//! types, [`crate::reach`] bounds which resources a principal reaches.
 
 use std::collections::BTreeSet;
 
@@ -78,6 +79,20 @@ pub trait Grants: Send + Sync {
     fn allows(&self, interaction: Interaction, resource_type: &str) -> bool;
     /// Whether `interaction` is allowed on every type at once.
     fn allows_all(&self, interaction: Interaction) -> bool;
+    /// The patient whose compartment bounds everything this principal reads and writes (a
+    /// SMART patient context; see [`crate::reach`]).
+    fn patient(&self) -> Option<&str> {
+        None
+    }
+    /// The queries (`category=laboratory`) that bound `interaction` on `resource_type`: a
+    /// resource is within reach when it matches one of them. Empty: no bound.
+    fn restrictions(&self, _interaction: Interaction, _resource_type: &str) -> Vec<&str> {
+        Vec::new()
+    }
+    /// Whether any type is bounded by a query.
+    fn restricts_any(&self) -> bool {
+        false
+    }
 }
 
 /// Everything: without authentication, and for the server's own tools.

@@ -195,6 +195,9 @@ fn describe(state: &AppState, method: &Method, path: &str) -> (&'static str, Opt
 /// `search` on AuditEvent.
 pub async fn query(State(state): State<Arc<AppState>>, context: RequestContext) -> ApiResult<Response> {
     context.principal.require_one(Interaction::Search, "AuditEvent")?;
+    if context.principal.is_bounded() {
+        return Err(ApiError::Forbidden("the audit trail is for administrators; this token is bounded to a patient or a query".into()));
+    }
     let trail = state.audit.as_ref().ok_or_else(|| ApiError::NotFound("this server keeps no audit trail".into()))?;
     let mut query = AuditQuery { limit: DEFAULT_COUNT, ..AuditQuery::default() };
     for (name, value) in &context.params {

@@ -5,7 +5,8 @@
 //!
 //! Layout:
 //! - [`state`]: shared state, settings, and the read-model ports the binary wires in;
-//!   [`auth`]: the caller, and the authentication port; [`access`]: what the caller may do;
+//!   [`auth`]: the caller, and the authentication port; [`access`]: what the caller may do, and [`reach`]: which resources (a SMART patient
+//!   context, query-restricted scopes);
 //!   [`tenancy`]: the tenant of a request when multi-tenancy is on; [`audit`]: one record per
 //!   request, and `$audit`.
 //! - [`negotiate`]: query parameters, formats, `Prefer`, body media type and size.
@@ -25,6 +26,7 @@ pub mod handlers;
 pub mod locks;
 pub mod negotiate;
 pub mod patch;
+pub mod reach;
 pub mod resource;
 pub mod respond;
 pub mod state;

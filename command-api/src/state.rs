@@ -43,6 +43,9 @@ pub struct ApiConfig {
     /// How long a search asked to read its writes, or a conditional operation, waits for the
     /// search index to catch up with the log.
     pub search_wait: Duration,
+    /// The SMART App Launch discovery document served at `/.well-known/smart-configuration`
+    /// (and named in the CapabilityStatement's security); `None`: SMART is not offered.
+    pub smart_configuration: Option<serde_json::Value>,
 }
 
 impl Default for ApiConfig {
@@ -56,6 +59,7 @@ impl Default for ApiConfig {
             multi_tenancy: false,
             history_wait: Duration::from_secs(5),
             search_wait: Duration::from_secs(5),
+            smart_configuration: None,
         }
     }
 }

@@ -6,6 +6,8 @@ use bytes::Bytes;
 use event_log::{AppendBatch, Event, ExpectedVersion, LogError, NewEvent, Operation, StreamKey};
 use time::OffsetDateTime;
 
+use crate::access::Interaction;
+use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::resource::{stamp, Resource};
 use crate::state::AppState;
@@ -34,10 +36,11 @@ pub struct Written {
 }
 
 /// Runs `decide` against the current head and appends its plan, retrying on conflicts.
-/// `decide` may be called several times; it must not have side effects.
+/// `decide` may be called several times; it must not have side effects. The principal must
+/// reach the current version and the new one (see [`crate::reach`]).
 pub async fn write_with_retry(
     state: &AppState,
-    actor: &str,
+    principal: &Principal,
     key: &StreamKey,
     if_match: Option<u64>,
     mut decide: impl FnMut(Option<&Event>) -> ApiResult<Plan>,
@@ -58,7 +61,15 @@ pub async fn write_with_retry(
         }
         let expected = latest.as_ref().map_or(ExpectedVersion::NoStream, |event| ExpectedVersion::Exactly(event.version));
         let was_live = latest.as_ref().is_some_and(|event| event.operation != Operation::Delete);
-        let (operation, resource) = match decide(latest.as_ref())? {
+        let live = latest.as_ref().filter(|event| event.operation != Operation::Delete).map(|event| &event.body[..]);
+        let plan = decide(latest.as_ref())?;
+        let interaction = match (&plan, was_live) {
+            (Plan::Delete, _) => Interaction::Delete,
+            (Plan::Put(_), false) => Interaction::Create,
+            _ => Interaction::Update,
+        };
+        principal.check_write(interaction, live, None)?;
+        let (operation, resource) = match plan {
             Plan::Nothing => {
                 let latest = latest.ok_or_else(|| ApiError::Internal("nothing to do on a missing resource".into()))?;
                 return Ok(Written { operation: None, version: latest.version, recorded_at: latest.recorded_at, body: latest.body, created: false });
@@ -66,7 +77,7 @@ pub async fn write_with_retry(
             Plan::Delete => (Operation::Delete, None),
             Plan::Put(resource) => (if was_live { Operation::Update } else { Operation::Create }, Some(resource)),
         };
-        match append_one(state, actor, key, expected, operation, resource).await {
+        match append_one(state, principal, key, expected, operation, resource).await {
             Ok(written) => return Ok(Written { created: !was_live && operation != Operation::Delete, ..written }),
             Err(ApiError::Conflict(_)) if if_match.is_some() => {
                 return Err(ApiError::PreconditionFailed("the resource changed after the If-Match version; re-read and retry".into()))
@@ -78,16 +89,18 @@ pub async fn write_with_retry(
     Err(ApiError::Conflict("the resource is being changed by many requests at once; retry".into()))
 }
 
-/// Appends one event for `key` at `expected` by `actor`, stamping the resource with the new
-/// version.
+/// Appends one event for `key` at `expected` by `principal` (who must reach the new resource),
+/// stamping the resource with the new version.
 pub async fn append_one(
     state: &AppState,
-    actor: &str,
+    principal: &Principal,
     key: &StreamKey,
     expected: ExpectedVersion,
     operation: Operation,
     resource: Option<Resource>,
 ) -> ApiResult<Written> {
+    let interaction = if operation == Operation::Create { Interaction::Create } else { Interaction::Update };
+    principal.check_write(interaction, None, resource.as_ref())?;
     let version = expected.next_version();
     let recorded_at = fhir_core::instant::now();
     let body = match resource {
@@ -96,7 +109,7 @@ pub async fn append_one(
     };
     let batch = AppendBatch {
         transaction_id: uuid::Uuid::new_v4().to_string(),
-        actor: actor.into(),
+        actor: principal.actor.clone(),
         recorded_at,
         events: vec![NewEvent { key: key.clone(), expected, operation, body: body.clone() }],
     };

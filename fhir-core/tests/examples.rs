@@ -34,7 +34,7 @@ fn ensure_examples(dir: &Path) {
     if dir.join(".complete").exists() {
         return;
     }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/fetch-examples");
+    let script = Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo")).join("../scripts/fetch-examples");
     let status = Command::new("bash")
         .arg(&script)
         .env("FHIR_R4_EXAMPLES", dir)

@@ -24,7 +24,7 @@ fn examples_dir() -> PathBuf {
         }
     };
     if !dir.join(".complete").exists() {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/fetch-examples");
+        let script = Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo")).join("../scripts/fetch-examples");
         let status = Command::new(&script)
             .env("FHIR_R4_EXAMPLES", &dir)
             .status()

@@ -21,6 +21,9 @@ use crate::config::{AuthConfig, AuthMode};
 
 /// The authenticator `config` describes.
 pub fn authenticator(config: &AuthConfig) -> anyhow::Result<Arc<dyn Authenticator>> {
+    if config.smart.is_some() && config.mode != AuthMode::Jwt {
+        bail!("[auth.smart] needs auth.mode = \"jwt\": SMART apps call with bearer tokens");
+    }
     let verifier = match config.mode {
         AuthMode::None => None,
         AuthMode::Jwt => Some(JwtVerifier::new(jwt_settings(config)?)),
@@ -114,27 +117,70 @@ impl Grants for GroupGrants {
     }
 }
 
-/// What a token's SMART scopes allow. Until patient-context tokens are held to their patient's
-/// compartment and query-restricted scopes to their query, those scopes allow nothing: only
-/// plain `user/` and `system/` scopes grant.
+/// What a token's SMART scopes allow. `patient/` scopes need a patient: the launch context's
+/// (`patient` claim), or the user's own record (`fhirUser` naming a Patient); without one they
+/// grant nothing. With a patient, everything the token does is bounded to that patient's
+/// compartment, and so is a user whose `fhirUser` is a Patient. A scope's v2 query
+/// (`?category=laboratory`) bounds what it grants to the resources that match it.
 struct ScopeGrants {
     scopes: Vec<smart::Scope>,
+    patient: Option<String>,
 }
 
 impl ScopeGrants {
+    fn new(scopes: Vec<smart::Scope>, claims: &serde_json::Map<String, serde_json::Value>) -> Self {
+        let claim = |name: &str| claims.get(name).and_then(|value| value.as_str());
+        let launch_patient = claim("patient").filter(|id| valid_id(id)).filter(|_| scopes.iter().any(|scope| scope.context == smart::Context::Patient));
+        let own_record = claim("fhirUser").and_then(patient_of);
+        let patient = launch_patient.or(own_record).map(String::from);
+        ScopeGrants { scopes, patient }
+    }
+
     fn granting(&self) -> impl Iterator<Item = &smart::Scope> {
-        self.scopes.iter().filter(|scope| scope.context != smart::Context::Patient && scope.query.is_none())
+        self.scopes.iter().filter(|scope| scope.context != smart::Context::Patient || self.patient.is_some())
+    }
+
+    fn granting_on<'a, 't>(&'a self, interaction: Interaction, resource_type: &'t str) -> impl Iterator<Item = &'a smart::Scope> + use<'a, 't> {
+        self.granting().filter(move |scope| (scope.resource_type == "*" || scope.resource_type == resource_type) && scope.interactions.contains(&interaction.as_str()))
     }
 }
 
 impl Grants for ScopeGrants {
     fn allows(&self, interaction: Interaction, resource_type: &str) -> bool {
-        self.granting().any(|scope| (scope.resource_type == "*" || scope.resource_type == resource_type) && scope.interactions.contains(&interaction.as_str()))
+        self.granting_on(interaction, resource_type).next().is_some()
     }
 
     fn allows_all(&self, interaction: Interaction) -> bool {
         self.granting().any(|scope| scope.resource_type == "*" && scope.interactions.contains(&interaction.as_str()))
     }
+
+    fn patient(&self) -> Option<&str> {
+        self.patient.as_deref()
+    }
+
+    fn restrictions(&self, interaction: Interaction, resource_type: &str) -> Vec<&str> {
+        let scopes: Vec<&smart::Scope> = self.granting_on(interaction, resource_type).collect();
+        // One unrestricted scope grants the whole type.
+        if scopes.iter().any(|scope| scope.query.is_none()) {
+            return Vec::new();
+        }
+        scopes.iter().filter_map(|scope| scope.query.as_deref()).collect()
+    }
+
+    fn restricts_any(&self) -> bool {
+        self.granting().any(|scope| scope.query.is_some())
+    }
+}
+
+/// The id of the Patient a `fhirUser` claim names (`Patient/123` or an absolute URL ending so).
+fn patient_of(fhir_user: &str) -> Option<&str> {
+    let mut segments = fhir_user.trim_end_matches('/').rsplit('/');
+    let id = segments.next()?;
+    (segments.next() == Some("Patient") && valid_id(id)).then_some(id)
+}
+
+fn valid_id(id: &str) -> bool {
+    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
 }
 
 /// Allowed only if every one of the grants allows (a token with both groups and scopes).
@@ -148,6 +194,18 @@ impl Grants for Every {
     fn allows_all(&self, interaction: Interaction) -> bool {
         self.0.iter().all(|grants| grants.allows_all(interaction))
     }
+
+    fn patient(&self) -> Option<&str> {
+        self.0.iter().find_map(|grants| grants.patient())
+    }
+
+    fn restrictions(&self, interaction: Interaction, resource_type: &str) -> Vec<&str> {
+        self.0.iter().flat_map(|grants| grants.restrictions(interaction, resource_type)).collect()
+    }
+
+    fn restricts_any(&self) -> bool {
+        self.0.iter().any(|grants| grants.restricts_any())
+    }
 }
 
 /// The grants of a token: its groups' rules, its SMART scopes, or (with both) what both allow.
@@ -160,8 +218,8 @@ fn grants_of(claims: &serde_json::Map<String, serde_json::Value>, groups_claim: 
     let groups: Arc<dyn Grants> = Arc::new(GroupGrants { groups: groups_in(claims.get(groups_claim)), roles: roles.clone() });
     match (scopes.is_empty(), claims.contains_key(groups_claim)) {
         (true, _) => groups,
-        (false, false) => Arc::new(ScopeGrants { scopes }),
-        (false, true) => Arc::new(Every(vec![groups, Arc::new(ScopeGrants { scopes })])),
+        (false, false) => Arc::new(ScopeGrants::new(scopes, claims)),
+        (false, true) => Arc::new(Every(vec![groups, Arc::new(ScopeGrants::new(scopes, claims))])),
     }
 }
 

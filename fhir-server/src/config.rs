@@ -74,6 +74,62 @@ pub struct AuthConfig {
     /// A TOML file of role rules (`[[group]]` tables of `interactions` and `types`); without
     /// it, `practitioner`, `non-practitioner` and `auditor` as the README describes.
     pub roles_file: Option<std::path::PathBuf>,
+    /// The SMART App Launch authorization server, published at
+    /// `[base]/.well-known/smart-configuration` and in the CapabilityStatement (mode `jwt`).
+    pub smart: Option<SmartConfig>,
+}
+
+/// What `/.well-known/smart-configuration` says about the authorization server that issues the
+/// tokens this server accepts (`issuer` and `jwks_uri` come from `[auth]`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmartConfig {
+    pub authorization_endpoint: String,
+    pub token_endpoint: String,
+    #[serde(default = "SmartConfig::default_grant_types")]
+    pub grant_types_supported: Vec<String>,
+    #[serde(default = "SmartConfig::default_capabilities")]
+    pub capabilities: Vec<String>,
+    #[serde(default = "SmartConfig::default_scopes")]
+    pub scopes_supported: Vec<String>,
+    #[serde(default = "SmartConfig::default_auth_methods")]
+    pub token_endpoint_auth_methods_supported: Vec<String>,
+    pub revocation_endpoint: Option<String>,
+    pub introspection_endpoint: Option<String>,
+    pub management_endpoint: Option<String>,
+}
+
+impl SmartConfig {
+    fn default_grant_types() -> Vec<String> {
+        ["authorization_code", "client_credentials"].map(String::from).to_vec()
+    }
+
+    /// What this server enforces: standalone patient launch, patient/user/system scopes in v1
+    /// and v2 syntax, with public and confidential clients.
+    fn default_capabilities() -> Vec<String> {
+        [
+            "launch-standalone",
+            "context-standalone-patient",
+            "client-public",
+            "client-confidential-symmetric",
+            "permission-patient",
+            "permission-user",
+            "permission-v1",
+            "permission-v2",
+        ]
+        .map(String::from)
+        .to_vec()
+    }
+
+    fn default_scopes() -> Vec<String> {
+        ["openid", "fhirUser", "launch/patient", "offline_access", "patient/*.rs", "patient/*.cruds", "user/*.rs", "user/*.cruds", "system/*.rs", "system/*.cruds", "patient/*.read", "user/*.read", "system/*.read"]
+            .map(String::from)
+            .to_vec()
+    }
+
+    fn default_auth_methods() -> Vec<String> {
+        ["client_secret_basic", "private_key_jwt"].map(String::from).to_vec()
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,6 +153,7 @@ impl Default for AuthConfig {
             groups_claim: "cognito:groups".into(),
             tenant_claim: "custom:tenantId".into(),
             roles_file: None,
+            smart: None,
         }
     }
 }
@@ -201,6 +258,33 @@ impl Config {
             .map_err(Box::new)
     }
 
+    /// The `/.well-known/smart-configuration` document, when `[auth.smart]` is set.
+    pub fn smart_configuration(&self) -> Option<serde_json::Value> {
+        let smart = self.auth.smart.as_ref()?;
+        let mut document = serde_json::json!({
+            "issuer": self.auth.issuer,
+            "jwks_uri": self.auth.jwks_url,
+            "authorization_endpoint": smart.authorization_endpoint,
+            "token_endpoint": smart.token_endpoint,
+            "grant_types_supported": smart.grant_types_supported,
+            "token_endpoint_auth_methods_supported": smart.token_endpoint_auth_methods_supported,
+            "scopes_supported": smart.scopes_supported,
+            "response_types_supported": ["code"],
+            "capabilities": smart.capabilities,
+            "code_challenge_methods_supported": ["S256"],
+        });
+        for (name, value) in [
+            ("revocation_endpoint", &smart.revocation_endpoint),
+            ("introspection_endpoint", &smart.introspection_endpoint),
+            ("management_endpoint", &smart.management_endpoint),
+        ] {
+            if let Some(value) = value {
+                document[name] = serde_json::Value::String(value.clone());
+            }
+        }
+        Some(document)
+    }
+
     pub fn api_config(&self) -> command_api::ApiConfig {
         command_api::ApiConfig {
             base_path: self.base_path.trim_end_matches('/').to_string(),
@@ -209,6 +293,7 @@ impl Config {
             update_create: self.update_create,
             search_wait: std::time::Duration::from_millis(self.search_wait_ms),
             multi_tenancy: self.multi_tenancy,
+            smart_configuration: self.smart_configuration(),
             ..command_api::ApiConfig::default()
         }
     }

@@ -120,7 +120,7 @@ pub struct Loaded {
 }
 
 pub fn corpus_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/search-corpus")
+    Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo")).join("../testdata/search-corpus")
 }
 
 fn key_of(resource: &Value) -> (String, String) {

@@ -5,12 +5,12 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use fhir_core::definitions::{SearchParamType, SearchParameter};
 use serde_json::{json, Value};
 
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::negotiate::RequestContext;
 use crate::respond::{fhir_json_response, prettify};
 use crate::state::{ApiConfig, AppState};
@@ -66,7 +66,7 @@ pub fn capability_statement(config: &ApiConfig) -> Bytes {
             })
         })
         .collect();
-    let statement = json!({
+    let mut statement = json!({
         "resourceType": "CapabilityStatement",
         "status": "active",
         "date": fhir_core::instant::format_instant(fhir_core::instant::now()),
@@ -91,7 +91,46 @@ pub fn capability_statement(config: &ApiConfig) -> Bytes {
             "searchParam": searchable_parameters("Resource").map(search_param_json).collect::<Vec<_>>()
         }]
     });
+    if let Some(smart) = &config.smart_configuration {
+        statement["rest"][0]["security"] = security(smart);
+    }
     serde_json::to_vec(&statement).map(Bytes::from).unwrap_or_default()
+}
+
+/// `rest.security` when SMART on FHIR is offered: the service, and the OAuth endpoints in the
+/// extension the SMART App Launch guide names.
+fn security(smart: &Value) -> Value {
+    let mut uris = vec![
+        json!({ "url": "authorize", "valueUri": smart["authorization_endpoint"] }),
+        json!({ "url": "token", "valueUri": smart["token_endpoint"] }),
+    ];
+    for (name, field) in [("revoke", "revocation_endpoint"), ("introspect", "introspection_endpoint"), ("manage", "management_endpoint")] {
+        if let Some(uri) = smart.get(field) {
+            uris.push(json!({ "url": name, "valueUri": uri }));
+        }
+    }
+    json!({
+        "cors": true,
+        "service": [{
+            "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "SMART-on-FHIR" }],
+            "text": "OAuth2 bearer tokens with SMART App Launch scopes (v1 and v2)"
+        }],
+        "extension": [{
+            "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+            "extension": uris
+        }]
+    })
+}
+
+/// `GET [base]/.well-known/smart-configuration`: the SMART discovery document (public), or 404
+/// when the server does not offer SMART.
+pub async fn smart_configuration(State(state): State<Arc<AppState>>) -> ApiResult<Response> {
+    let document = state.config.smart_configuration.as_ref().ok_or_else(|| {
+        ApiError::NotFound("this server does not offer SMART on FHIR (configure [auth.smart])".into())
+    })?;
+    let mut response = axum::Json(document).into_response();
+    response.headers_mut().insert(axum::http::header::CACHE_CONTROL, axum::http::HeaderValue::from_static("max-age=300"));
+    Ok(response)
 }
 
 /// The parameters of a type that the search index answers: those with an expression, except the

@@ -18,6 +18,7 @@ use serde_json::Value;
 use super::instance::{delete_resource, patch_resource, update_resource, write_response};
 use super::search::run;
 use super::{check_type, FhirPath};
+use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::negotiate::{read_resource_body, RequestContext};
 use crate::resource::{parse_resource, validate, Resource};
@@ -29,7 +30,8 @@ use crate::write::append_one;
 const NOT_CRITERIA: &[&str] = &["_format", "_pretty"];
 
 /// The current resources matching `criteria` (at most two: enough to tell one from many).
-pub(crate) async fn matches(state: &AppState, tenant: &str, resource_type: &str, criteria: &[(String, String)]) -> ApiResult<Vec<Event>> {
+/// Only what `principal` reaches can match (see [`crate::reach`]).
+pub(crate) async fn matches(state: &AppState, principal: &Principal, tenant: &str, resource_type: &str, criteria: &[(String, String)]) -> ApiResult<Vec<Event>> {
     let criteria: Vec<(String, String)> = criteria.iter().filter(|(name, _)| !NOT_CRITERIA.contains(&name.as_str())).cloned().collect();
     if criteria.is_empty() {
         return Err(ApiError::PreconditionFailed("a conditional operation needs search criteria".into()));
@@ -39,6 +41,7 @@ pub(crate) async fn matches(state: &AppState, tenant: &str, resource_type: &str,
     if query.criteria.is_empty() {
         return Err(ApiError::PreconditionFailed("a conditional operation needs search criteria".into()));
     }
+    principal.bound_search(&mut query)?;
     query.count = 2;
     query.include.clear();
     query.revinclude.clear();
@@ -65,12 +68,12 @@ pub async fn conditional_create(state: &AppState, context: &RequestContext, reso
     let query = if_none_exist.split_once('?').map_or(if_none_exist, |(_, query)| query);
     let criteria: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
     let _guard = state.conditional_locks.lock(lock_key(&context.tenant, resource_type, &criteria)).await;
-    let found = matches(state, &context.tenant, resource_type, &criteria).await?;
+    let found = matches(state, &context.principal, &context.tenant, resource_type, &criteria).await?;
     match found.as_slice() {
         [] => {
             let id = uuid::Uuid::now_v7().to_string();
             let key = StreamKey::new(&context.tenant, resource_type, &id);
-            let written = append_one(state, &context.principal.actor, &key, ExpectedVersion::NoStream, Operation::Create, Some(resource)).await?;
+            let written = append_one(state, &context.principal, &key, ExpectedVersion::NoStream, Operation::Create, Some(resource)).await?;
             Ok(write_response(context, resource_type, &id, written))
         }
         [existing] => {
@@ -94,7 +97,7 @@ pub async fn conditional_update(
     let mut resource = parse_resource(&body, &resource_type)?;
     validate(&resource, false)?;
     let _guard = state.conditional_locks.lock(lock_key(&context.tenant, &resource_type, &context.params)).await;
-    let found = matches(&state, &context.tenant, &resource_type, &context.params).await?;
+    let found = matches(&state, &context.principal, &context.tenant, &resource_type, &context.params).await?;
     let body_id = resource.get("id").and_then(Value::as_str).map(String::from);
     match found.as_slice() {
         [] => match body_id {
@@ -106,7 +109,7 @@ pub async fn conditional_update(
             None => {
                 let id = uuid::Uuid::now_v7().to_string();
                 let key = StreamKey::new(&context.tenant, &resource_type, &id);
-                let written = append_one(&state, &context.principal.actor, &key, ExpectedVersion::NoStream, Operation::Create, Some(resource)).await?;
+                let written = append_one(&state, &context.principal, &key, ExpectedVersion::NoStream, Operation::Create, Some(resource)).await?;
                 Ok(write_response(&context, &resource_type, &id, written))
             }
         },
@@ -133,7 +136,7 @@ pub async fn conditional_patch(
     check_type(&resource_type)?;
     let patch = crate::patch::PatchDocument::read(&state, &context, body).await?;
     let _guard = state.conditional_locks.lock(lock_key(&context.tenant, &resource_type, &context.params)).await;
-    match matches(&state, &context.tenant, &resource_type, &context.params).await?.as_slice() {
+    match matches(&state, &context.principal, &context.tenant, &resource_type, &context.params).await?.as_slice() {
         [] => Err(ApiError::NotFound(format!("no {resource_type} matches the criteria"))),
         [existing] => patch_resource(&state, &context, &existing.key, &patch).await,
         _ => Err(too_many(&resource_type)),
@@ -148,7 +151,7 @@ pub async fn conditional_delete(
 ) -> ApiResult<Response> {
     check_type(&resource_type)?;
     let _guard = state.conditional_locks.lock(lock_key(&context.tenant, &resource_type, &context.params)).await;
-    match matches(&state, &context.tenant, &resource_type, &context.params).await?.as_slice() {
+    match matches(&state, &context.principal, &context.tenant, &resource_type, &context.params).await?.as_slice() {
         [] => {
             let message = format!("no {resource_type} matches the criteria; nothing was deleted");
             let body = serde_json::to_vec(&operation_outcome(&[Issue::information(message)])).unwrap_or_default();

@@ -14,6 +14,7 @@ use fhir_core::instant::format_instant;
 
 use super::bundle::{link_url, raw, Bundle, Entry, EntryRequest, EntryResponse, Link};
 use super::{check_type, instance_key, FhirPath};
+use crate::access::Interaction;
 use crate::error::{ApiError, ApiResult};
 use crate::negotiate::RequestContext;
 use crate::respond::{fhir_json_response, prettify};
@@ -54,7 +55,10 @@ async fn history(state: &AppState, context: &RequestContext, scope: HistoryScope
         tracing::warn!(head, "history projection is behind the log; answering from what it has");
     }
     let page = state.history.history(&context.tenant, &query).await.map_err(ApiError::Internal)?;
-    let events = state.log.read_positions(&page.positions).await?;
+    let mut events = state.log.read_positions(&page.positions).await?;
+    if context.principal.is_bounded() {
+        events = reached(state, context, events).await?;
+    }
     let self_link = link(context, &path, None);
     let next_link = page.next_before.map(|before| link(context, &path, Some(before)));
     let mut body = history_bundle(&context.base_url, &events, self_link, next_link)?;
@@ -62,6 +66,23 @@ async fn history(state: &AppState, context: &RequestContext, scope: HistoryScope
         body = prettify(body);
     }
     Ok(fhir_json_response(StatusCode::OK, body))
+}
+
+/// The versions the principal reaches (see [`crate::reach`]); a delete when it reached the
+/// version deleted. A page may then hold fewer entries than `_count`; its next link stays.
+async fn reached(state: &AppState, context: &RequestContext, events: Vec<Event>) -> ApiResult<Vec<Event>> {
+    let mut kept = Vec::with_capacity(events.len());
+    for event in events {
+        let body = match event.operation {
+            Operation::Delete if event.version > 1 => state.log.read_version(&event.key, event.version - 1).await?.map(|before| before.body),
+            Operation::Delete => None,
+            _ => Some(event.body.clone()),
+        };
+        if body.is_some_and(|body| context.principal.reaches(Interaction::History, &body)) {
+            kept.push(event);
+        }
+    }
+    Ok(kept)
 }
 
 /// The URL of this page (no cursor) or of the page before `before`, keeping the other parameters.

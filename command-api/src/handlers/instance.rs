@@ -14,6 +14,7 @@ use fhir_core::{operation_outcome, Issue, IssueType};
 use serde_json::Value;
 
 use super::{instance_key, FhirPath};
+use crate::access::Interaction;
 use crate::error::{ApiError, ApiResult};
 use crate::negotiate::{read_resource_body, PreferReturn, RequestContext};
 use crate::resource::{parse_resource, same_content, validate, Resource};
@@ -54,6 +55,8 @@ fn respond_with_version(context: &RequestContext, event: Event, conditional: boo
     if event.operation == Operation::Delete {
         return Err(ApiError::Gone { version: event.version, deleted_at: event.recorded_at });
     }
+    let interaction = if conditional { Interaction::Read } else { Interaction::Vread };
+    context.principal.check_stored(interaction, &event.body)?;
     if conditional && not_modified(context, &event)? {
         let mut response = Response::new(Body::empty());
         *response.status_mut() = StatusCode::NOT_MODIFIED;
@@ -124,7 +127,7 @@ pub async fn update(
 pub async fn update_resource(state: &AppState, context: &RequestContext, key: &StreamKey, resource: Resource, allow_create: bool) -> ApiResult<Response> {
     validate(&resource, false)?;
     let update_create = state.config.update_create && allow_create;
-    let written = write_with_retry(state, &context.principal.actor, key, if_match(context)?, |latest| {
+    let written = write_with_retry(state, &context.principal, key, if_match(context)?, |latest| {
         match latest {
             None if !update_create => {
                 Err(ApiError::MethodNotAllowed("this server does not let PUT create resources with client-chosen ids".into()))
@@ -151,7 +154,7 @@ pub async fn patch(
 /// Applies a patch to the current version of `key` and writes the result as the next one.
 pub async fn patch_resource(state: &AppState, context: &RequestContext, key: &StreamKey, patch: &PatchDocument) -> ApiResult<Response> {
     let (resource_type, id) = (&key.resource_type, &key.id);
-    let written = write_with_retry(state, &context.principal.actor, key, if_match(context)?, |latest| {
+    let written = write_with_retry(state, &context.principal, key, if_match(context)?, |latest| {
         let current = match latest {
             None => return Err(ApiError::NotFound(format!("{resource_type}/{id} is not known"))),
             Some(event) if event.operation == Operation::Delete => {
@@ -178,7 +181,7 @@ pub async fn delete(
 /// Deletes `key` (a delete of a deleted resource writes nothing).
 pub async fn delete_resource(state: &AppState, context: &RequestContext, key: &StreamKey) -> ApiResult<Response> {
     let (resource_type, id) = (&key.resource_type, &key.id);
-    let written = write_with_retry(state, &context.principal.actor, key, if_match(context)?, |latest| match latest {
+    let written = write_with_retry(state, &context.principal, key, if_match(context)?, |latest| match latest {
         None => Err(ApiError::NotFound(format!("{resource_type}/{id} is not known"))),
         Some(event) if event.operation == Operation::Delete => Ok(Plan::Nothing),
         Some(_) => Ok(Plan::Delete),

@@ -30,6 +30,7 @@ use crate::state::AppState;
 pub fn routes(state: Arc<AppState>) -> Router {
     let api = Router::new()
         .route("/metadata", get(capability::metadata))
+        .route("/.well-known/smart-configuration", get(capability::smart_configuration))
         .route("/_history", get(history::system_history))
         .route("/$audit", get(crate::audit::query))
         .route("/", get(search::system_search).post(type_level::bundle))

@@ -17,6 +17,7 @@ use fhir_core::{operation_outcome, Issue, IssueType};
 
 use super::bundle::{link_url, raw, Bundle, Entry, EntrySearch, Link};
 use super::{check_type, FhirPath};
+use crate::access::Interaction;
 use crate::error::{ApiError, ApiResult};
 use crate::negotiate::RequestContext;
 use crate::respond::{fhir_json_response, prettify, shape};
@@ -75,6 +76,7 @@ pub(super) async fn respond(
     let mut query = parse_search(types, &params, strict).map_err(ApiError::BadRequest)?;
     query.compartment = compartment;
     crate::access::check_search(&context.principal, &query)?;
+    context.principal.bound_search(&mut query)?;
     let page = parse_cursor(query.cursor.as_deref())?;
     let mut warnings = query.ignored.clone();
     if page.snapshot.is_none() && context.prefers(READ_YOUR_WRITES) {
@@ -141,7 +143,9 @@ async fn searchset(
     }
     let mut positions = result.matches.clone();
     positions.extend(&result.included);
-    let events = state.log.read_positions(&positions).await?;
+    let mut events = state.log.read_positions(&positions).await?;
+    // Matches are bounded by the query; included resources are checked one by one.
+    events.retain(|event| context.principal.reaches(Interaction::Search, &event.body));
     let summary = query.summary.filter(|mode| *mode != SummaryMode::Count);
     let bodies: Vec<Bytes> = events.iter().map(|event| shape(event.body.clone(), summary, &query.elements)).collect::<ApiResult<_>>()?;
     let outcome = (!warnings.is_empty()).then(|| serde_json::to_vec(&operation_outcome(warnings)).unwrap_or_default());

@@ -35,7 +35,7 @@ pub async fn create(
     // time-ordered (UUIDv7) so that new streams land on the same index pages of the log.
     let id = uuid::Uuid::now_v7().to_string();
     let key = StreamKey::new(&context.tenant, &resource_type, &id);
-    let written = append_one(&state, &context.principal.actor, &key, ExpectedVersion::NoStream, Operation::Create, Some(resource)).await?;
+    let written = append_one(&state, &context.principal, &key, ExpectedVersion::NoStream, Operation::Create, Some(resource)).await?;
     Ok(write_response(&context, &resource_type, &id, written))
 }
 

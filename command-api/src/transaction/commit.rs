@@ -31,6 +31,7 @@ use super::entry::{BundleEntry, Method, Target};
 use super::references::{is_conditional_reference, references_in, rewrite_in};
 use super::response::EntryResult;
 use crate::access::Interaction;
+use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::handlers::conditional::{lock_key, matches};
 use crate::negotiate::{PreferReturn, RequestContext};
@@ -127,7 +128,7 @@ fn authorize(context: &RequestContext, entry: &BundleEntry) -> ApiResult<()> {
 
 /// Plans the transaction and appends it.
 async fn commit(state: &AppState, context: &RequestContext, entries: &mut [BundleEntry]) -> ApiResult<Vec<EntryResult>> {
-    let identities = resolve_identities(state, &context.tenant, entries).await?;
+    let identities = resolve_identities(state, context, entries).await?;
     let mut names: HashMap<String, String> = HashMap::new();
     for (entry, identity) in entries.iter().zip(&identities) {
         let key = match identity {
@@ -148,7 +149,7 @@ async fn commit(state: &AppState, context: &RequestContext, entries: &mut [Bundl
         }
     }
     let entries: &[BundleEntry] = entries;
-    let (mut writes, mut unchanged) = decide(state, entries, &identities).await?;
+    let (mut writes, mut unchanged) = decide(state, &context.principal, entries, &identities).await?;
     let recorded_at = fhir_core::instant::now();
     let mut events = writes.iter().map(|write| event_of(write, recorded_at)).collect::<ApiResult<Vec<NewEvent>>>()?;
     let transaction_id = uuid::Uuid::new_v4().to_string();
@@ -182,7 +183,7 @@ async fn commit(state: &AppState, context: &RequestContext, entries: &mut [Bundl
             if entry.if_match.is_some() {
                 return Err(ApiError::PreconditionFailed("the resource changed after the ifMatch version".into()).at_entry(entry.index));
             }
-            match decide_one(state, entry, &write.key, false, latest.as_ref()).map_err(|error| error.at_entry(entry.index))? {
+            match decide_one(state, &context.principal, entry, &write.key, false, latest.as_ref()).map_err(|error| error.at_entry(entry.index))? {
                 Decision::Write(write) => {
                     reevented.push(event_of(&write, recorded_at)?);
                     redecided.push(write);
@@ -249,13 +250,13 @@ fn written(context: &RequestContext, status: StatusCode, location: Option<String
 }
 
 /// Step 1: what each entry writes to, in processing order; no two writes to one resource.
-async fn resolve_identities(state: &AppState, tenant: &str, entries: &[BundleEntry]) -> ApiResult<Vec<Identity>> {
+async fn resolve_identities(state: &AppState, context: &RequestContext, entries: &[BundleEntry]) -> ApiResult<Vec<Identity>> {
     let mut order: Vec<&BundleEntry> = entries.iter().collect();
     order.sort_by_key(|entry| (entry.method, entry.index));
     let mut identities: Vec<Option<Identity>> = (0..entries.len()).map(|_| None).collect();
     let mut claimed: HashMap<StreamKey, usize> = HashMap::new();
     for entry in order {
-        let identity = resolve_one(state, tenant, entry).await.map_err(|error| error.at_entry(entry.index))?;
+        let identity = resolve_one(state, context, entry).await.map_err(|error| error.at_entry(entry.index))?;
         let touched = match &identity {
             Identity::Write { key, .. } => Some(key),
             Identity::Existing(event) => Some(&event.key),
@@ -275,14 +276,15 @@ async fn resolve_identities(state: &AppState, tenant: &str, entries: &[BundleEnt
     Ok(identities.into_iter().map(|identity| identity.unwrap_or(Identity::Read)).collect())
 }
 
-async fn resolve_one(state: &AppState, tenant: &str, entry: &BundleEntry) -> ApiResult<Identity> {
+async fn resolve_one(state: &AppState, context: &RequestContext, entry: &BundleEntry) -> ApiResult<Identity> {
+    let tenant = context.tenant.as_str();
     let new_key = |resource_type: &str| Identity::Write { key: StreamKey::new(tenant, resource_type, uuid::Uuid::now_v7().to_string()), fresh: true };
     let body_id = entry.resource.as_ref().and_then(|r| r.get("id")).and_then(Value::as_str);
     Ok(match (&entry.target, entry.method) {
         (_, Method::Get | Method::Head) | (Target::Read, _) => Identity::Read,
         (Target::Type { resource_type }, _) => match &entry.if_none_exist {
             None => new_key(resource_type),
-            Some(criteria) => match one_match(state, tenant, resource_type, criteria).await? {
+            Some(criteria) => match one_match(state, context, resource_type, criteria).await? {
                 None => new_key(resource_type),
                 Some(existing) => Identity::Existing(existing),
             },
@@ -293,7 +295,7 @@ async fn resolve_one(state: &AppState, tenant: &str, entry: &BundleEntry) -> Api
             }
             Identity::Write { key: StreamKey::new(tenant, resource_type, id), fresh: false }
         }
-        (Target::Conditional { resource_type, criteria }, method) => match one_match(state, tenant, resource_type, criteria).await? {
+        (Target::Conditional { resource_type, criteria }, method) => match one_match(state, context, resource_type, criteria).await? {
             Some(existing) => {
                 if body_id.is_some_and(|body_id| body_id != existing.key.id) {
                     return Err(ApiError::invalid("the resource's id differs from the id of the resource the criteria match"));
@@ -311,8 +313,8 @@ async fn resolve_one(state: &AppState, tenant: &str, entry: &BundleEntry) -> Api
 }
 
 /// The one current resource matching `criteria`, none, or 412 for several.
-async fn one_match(state: &AppState, tenant: &str, resource_type: &str, criteria: &[(String, String)]) -> ApiResult<Option<Event>> {
-    let mut found = matches(state, tenant, resource_type, criteria).await?;
+async fn one_match(state: &AppState, context: &RequestContext, resource_type: &str, criteria: &[(String, String)]) -> ApiResult<Option<Event>> {
+    let mut found = matches(state, &context.principal, &context.tenant, resource_type, criteria).await?;
     match found.len() {
         0 | 1 => Ok(found.pop()),
         _ => Err(ApiError::PreconditionFailed(format!("the criteria match more than one {resource_type}"))),
@@ -337,7 +339,7 @@ async fn resolve_conditional_references(
             let (resource_type, query) = reference.split_once('?').unwrap_or((reference, ""));
             context.principal.require_one(Interaction::Search, resource_type).map_err(|error| error.at_entry(entry.index))?;
             let criteria: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
-            let target = one_match(state, &context.tenant, resource_type, &criteria).await.map_err(|error| error.at_entry(entry.index))?;
+            let target = one_match(state, context, resource_type, &criteria).await.map_err(|error| error.at_entry(entry.index))?;
             let target = target.ok_or_else(|| {
                 ApiError::PreconditionFailed(format!("a conditional reference to {resource_type} matches no resource")).at_entry(entry.index)
             })?;
@@ -349,14 +351,14 @@ async fn resolve_conditional_references(
 
 /// Step 3: each write against its stream's head. Validation errors of every entry are reported
 /// together; other failures stop at the first.
-async fn decide<'e>(state: &AppState, entries: &'e [BundleEntry], identities: &[Identity]) -> ApiResult<(Vec<Write<'e>>, Vec<(usize, Event)>)> {
+async fn decide<'e>(state: &AppState, principal: &Principal, entries: &'e [BundleEntry], identities: &[Identity]) -> ApiResult<(Vec<Write<'e>>, Vec<(usize, Event)>)> {
     let heads = read_heads(state, identities).await?;
     let mut writes = Vec::new();
     let mut unchanged = Vec::new();
     let mut invalid: Vec<Issue> = Vec::new();
     for ((entry, identity), latest) in entries.iter().zip(identities).zip(heads) {
         let Identity::Write { key, fresh } = identity else { continue };
-        match decide_one(state, entry, key, *fresh, latest.as_ref()) {
+        match decide_one(state, principal, entry, key, *fresh, latest.as_ref()) {
             Ok(Decision::Write(write)) => writes.push(write),
             Ok(Decision::Unchanged(current)) => unchanged.push((entry.index, current)),
             Ok(Decision::Nothing) => {}
@@ -384,7 +386,25 @@ async fn read_heads(state: &AppState, identities: &[Identity]) -> ApiResult<Vec<
     Ok(heads.into_iter().collect::<Result<_, _>>()?)
 }
 
-fn decide_one<'e>(state: &AppState, entry: &'e BundleEntry, key: &StreamKey, fresh: bool, latest: Option<&Event>) -> ApiResult<Decision<'e>> {
+/// What one entry writes, against its stream's head, if the principal reaches both the
+/// current version and the new one (see [`crate::reach`]).
+fn decide_one<'e>(state: &AppState, principal: &Principal, entry: &'e BundleEntry, key: &StreamKey, fresh: bool, latest: Option<&Event>) -> ApiResult<Decision<'e>> {
+    let decision = decide_unchecked(state, entry, key, fresh, latest)?;
+    let live = latest.filter(|event| event.operation != Operation::Delete).map(|event| &event.body[..]);
+    let (interaction, new) = match &decision {
+        Decision::Write(write) => match write.operation {
+            Operation::Create => (Interaction::Create, write.resource.as_deref()),
+            Operation::Update => (Interaction::Update, write.resource.as_deref()),
+            Operation::Delete => (Interaction::Delete, None),
+        },
+        Decision::Unchanged(_) => (Interaction::Update, None),
+        Decision::Nothing => return Ok(decision),
+    };
+    principal.check_write(interaction, live, new)?;
+    Ok(decision)
+}
+
+fn decide_unchecked<'e>(state: &AppState, entry: &'e BundleEntry, key: &StreamKey, fresh: bool, latest: Option<&Event>) -> ApiResult<Decision<'e>> {
     let live = latest.filter(|event| event.operation != Operation::Delete);
     if let Some(required) = entry.if_match {
         if live.map(|event| event.version) != Some(required) {

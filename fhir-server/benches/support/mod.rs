@@ -8,13 +8,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub const BINARY: &str = env!("CARGO_BIN_EXE_fhir-server");
-const SYNTHEA_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/synthea");
 
 /// Runs `scripts/synthea`, which generates the bundles once and prints their directory.
 pub fn synthea_bundles(patients: usize, seed: u64) -> PathBuf {
     let started = Instant::now();
     let output = Command::new("bash")
-        .arg(SYNTHEA_SCRIPT)
+        .arg(format!("{}/../scripts/synthea", std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo")))
         .arg(patients.to_string())
         .arg(seed.to_string())
         .stderr(Stdio::inherit())

@@ -63,6 +63,22 @@ impl TestServer {
         Self::start_config(config, data).await
     }
 
+    /// Sends `method path` with `body` (content type, JSON) as the holder of `token`; returns
+    /// the status and the body (`null` when not JSON).
+    pub async fn call_as(&self, token: &str, method: &str, path: &str, body: Option<(&str, Value)>, headers: &[(&str, &str)]) -> (u16, Value) {
+        let mut request = self.client.request(method.parse().unwrap(), self.url(path)).bearer_auth(token);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some((content_type, body)) = body {
+            request = request.header("content-type", content_type).body(body.to_string());
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}/{}", self.base, path.trim_start_matches('/'))
     }

@@ -12,7 +12,7 @@ pub const ISSUER: &str = "https://issuer.example";
 pub const AUDIENCE: &str = "fhir-api";
 
 pub fn testdata(file: &str) -> Vec<u8> {
-    std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/auth").join(file)).expect("test key")
+    std::fs::read(PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo")).join("../testdata/auth").join(file)).expect("test key")
 }
 
 pub fn now() -> i64 {
