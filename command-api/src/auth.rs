@@ -1,6 +1,6 @@
 //! Who is calling, as the API sees it. The binary wires an [`Authenticator`] in; a layer runs it
 //! before every route except `metadata` and `.well-known/smart-configuration` (public
-//! discovery) and puts the
+//! discovery) and `_blob` (signed URLs) and puts the
 //! [`Principal`] in the request, where [`crate::negotiate::RequestContext`] picks it up. The
 //! entries of a bundle run as requests of the same principal, without checking again.
 
@@ -90,5 +90,6 @@ pub(crate) async fn authenticate(State(state): State<Arc<AppState>>, mut request
 
 fn is_public(state: &AppState, path: &str) -> bool {
     let base_path = state.config.base_path.trim_end_matches('/');
-    path.strip_prefix(base_path).is_some_and(|rest| rest == "/metadata" || rest == "/.well-known/smart-configuration")
+    path.strip_prefix(base_path)
+        .is_some_and(|rest| rest == "/metadata" || rest == "/.well-known/smart-configuration" || rest.starts_with("/_blob/"))
 }

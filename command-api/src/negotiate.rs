@@ -86,8 +86,12 @@ impl FromRequestParts<Arc<AppState>> for RequestContext {
             .map(|query| form_urlencoded::parse(query.as_bytes()).into_owned().collect())
             .unwrap_or_default();
         let format = params.iter().find(|(key, _)| key == "_format").map(|(_, value)| value.as_str());
+        // Binary contents and blobs are served in their own media types.
+        let base_path = state.config.base_path.trim_end_matches('/');
+        let raw = parts.uri.path().strip_prefix(base_path).is_some_and(|rest| rest.starts_with("/Binary") || rest.starts_with("/_blob/"));
         match format {
             Some(format) => check_format_parameter(format)?,
+            None if raw => {}
             None => check_accept(&parts.headers)?,
         }
         let pretty = match params.iter().find(|(key, _)| key == "_pretty").map(|(_, v)| v.as_str()) {

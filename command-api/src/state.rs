@@ -4,12 +4,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use blob_store::local::UrlSigner;
+use blob_store::BlobStore;
 use event_log::EventLog;
 use fhir_core::history::{HistoryPage, HistoryQuery};
 use fhir_core::search::SearchQuery;
 
 use crate::audit::AuditTrail;
 use crate::auth::Authenticator;
+use crate::error::{ApiError, ApiResult};
 use audit_log::AuditStore;
 
 /// The history read model, as the API sees it. The binary wires in the projector's store.
@@ -43,6 +46,10 @@ pub struct ApiConfig {
     /// How long a search asked to read its writes, or a conditional operation, waits for the
     /// search index to catch up with the log.
     pub search_wait: Duration,
+    /// Largest raw Binary upload, in bytes (413 beyond it).
+    pub max_binary_bytes: u64,
+    /// How long a download URL (of a Binary's bytes, of an export file) works.
+    pub download_url_ttl: Duration,
     /// The SMART App Launch discovery document served at `/.well-known/smart-configuration`
     /// (and named in the CapabilityStatement's security); `None`: SMART is not offered.
     pub smart_configuration: Option<serde_json::Value>,
@@ -59,6 +66,8 @@ impl Default for ApiConfig {
             multi_tenancy: false,
             history_wait: Duration::from_secs(5),
             search_wait: Duration::from_secs(5),
+            max_binary_bytes: 5 * 1024 * 1024 * 1024,
+            download_url_ttl: Duration::from_secs(3600),
             smart_configuration: None,
         }
     }
@@ -77,6 +86,28 @@ pub struct AppState {
     pub authenticator: Arc<dyn Authenticator>,
     /// Where every request is recorded (see [`crate::audit`]); none when disabled.
     pub audit: Option<Arc<AuditTrail>>,
+    /// Bytes outside the log: Binary contents, export files.
+    pub blobs: Blobs,
+}
+
+/// The blob store, and how its URLs are made: signed by the server for the server's own
+/// `_blob` route (embedded), or by the store (S3 presigned).
+#[derive(Clone)]
+pub struct Blobs {
+    pub store: Arc<dyn BlobStore>,
+    /// Set when the server serves the blobs itself.
+    pub signer: Option<UrlSigner>,
+}
+
+impl Blobs {
+    /// A URL that fetches `key` until `expires_in` has passed; `base_url` is the request's base.
+    pub async fn download_url(&self, base_url: &str, key: &str, expires_in: Duration) -> ApiResult<String> {
+        blob_store::check_key(key).map_err(|error| ApiError::Internal(error.to_string()))?;
+        match &self.signer {
+            Some(signer) => Ok(signer.url(&format!("{base_url}/_blob"), "GET", key, expires_in)),
+            None => Ok(self.store.download_url(key, expires_in).await.map_err(|error| ApiError::Internal(error.to_string()))?.url),
+        }
+    }
 }
 
 impl AppState {
@@ -87,10 +118,11 @@ impl AppState {
         config: ApiConfig,
         authenticator: Arc<dyn Authenticator>,
         audit: Option<Arc<dyn AuditStore>>,
+        blobs: Blobs,
     ) -> Arc<Self> {
         let capability_statement = crate::handlers::capability_statement(&config);
         let audit = audit.map(AuditTrail::start);
-        Arc::new(AppState { log, history, search, config, conditional_locks: Default::default(), capability_statement, authenticator, audit })
+        Arc::new(AppState { log, history, search, config, conditional_locks: Default::default(), capability_statement, authenticator, audit, blobs })
     }
 }
 

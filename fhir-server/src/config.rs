@@ -42,6 +42,15 @@ pub struct Config {
     pub multi_tenancy: bool,
     /// Record every request in the audit trail (`audit.db`, or `aws.audit_table`).
     pub audit: bool,
+    /// Largest raw Binary upload in bytes (larger ones get 413).
+    pub max_binary_bytes: u64,
+    /// How long a download URL (a Binary's bytes, an export file) works, in seconds.
+    pub download_url_ttl_secs: u64,
+    /// The key that signs the server's own blob URLs (embedded mode), at least 32 bytes. A
+    /// secret: set it through `FHIR_SERVER_BLOB_URL_SECRET`. Unset: a random key kept in
+    /// `blob-url.key` in the data directory (readable by the owner only).
+    #[serde(skip_serializing)]
+    pub blob_url_secret: Option<String>,
 }
 
 /// Authentication. `none` accepts every caller as anonymous and is allowed only on a loopback
@@ -183,6 +192,8 @@ pub struct AwsConfig {
     pub history_table: String,
     /// The audit trail.
     pub audit_table: String,
+    /// Binary contents and export files.
+    pub blobs_bucket: String,
     pub opensearch_url: String,
     /// The start of every OpenSearch index name (lower case).
     pub index_prefix: String,
@@ -202,6 +213,7 @@ impl Default for AwsConfig {
             leases_table: "fhir-leases".into(),
             history_table: "fhir-history".into(),
             audit_table: "fhir-audit".into(),
+            blobs_bucket: "fhir-blobs".into(),
             opensearch_url: "http://127.0.0.1:9200".into(),
             index_prefix: "fhir".into(),
             run_projectors: true,
@@ -240,6 +252,9 @@ impl Default for Config {
             auth: AuthConfig::default(),
             multi_tenancy: false,
             audit: true,
+            max_binary_bytes: 5 * 1024 * 1024 * 1024,
+            download_url_ttl_secs: 3600,
+            blob_url_secret: None,
         }
     }
 }
@@ -293,6 +308,8 @@ impl Config {
             update_create: self.update_create,
             search_wait: std::time::Duration::from_millis(self.search_wait_ms),
             multi_tenancy: self.multi_tenancy,
+            max_binary_bytes: self.max_binary_bytes,
+            download_url_ttl: std::time::Duration::from_secs(self.download_url_ttl_secs),
             smart_configuration: self.smart_configuration(),
             ..command_api::ApiConfig::default()
         }

@@ -15,6 +15,7 @@
 pub mod admin;
 pub mod auth;
 pub mod aws;
+pub mod blobs;
 pub mod config;
 pub mod history_index;
 pub mod import;

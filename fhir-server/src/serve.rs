@@ -99,7 +99,8 @@ impl Embedded {
             true => Some(Arc::new(audit_log::sqlite::SqliteAuditStore::open(&config.data_dir.join(AUDIT_FILE)).context("cannot open the audit trail")?)),
             false => None,
         };
-        let api = command_api::AppState::new(dyn_log, Arc::new(ProjectedHistory(history)), Arc::new(IndexedSearch(search.clone())), api_config.clone(), authenticator, audit);
+        let blobs = crate::blobs::embedded(config)?;
+        let api = command_api::AppState::new(dyn_log, Arc::new(ProjectedHistory(history)), Arc::new(IndexedSearch(search.clone())), api_config.clone(), authenticator, audit, blobs);
         let router = command_api::router_for(api.clone()).merge(crate::admin::routes(&api_config.base_path, search.clone()));
         Ok(Embedded { _lock: lock, log, search, stop_projectors, history_projector, api, router })
     }

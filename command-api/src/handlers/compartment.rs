@@ -25,6 +25,9 @@ pub async fn compartment_search(
     if target == "$everything" {
         return everything(&state, &context, &compartment_type, &id).await;
     }
+    if compartment_type == "Binary" && target == "$download-url" {
+        return super::binary::download_url_route(&state, &context, &id).await;
+    }
     if target.starts_with('$') {
         return Err(ApiError::NotFound(format!("operation {target} is not supported on a {compartment_type} instance")));
     }

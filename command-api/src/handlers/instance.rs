@@ -34,7 +34,7 @@ pub async fn read(
         .read_latest(&key)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("{resource_type}/{id} is not known")))?;
-    respond_with_version(&context, event, true)
+    respond_with_version(&state, &context, event, true).await
 }
 
 pub async fn vread(
@@ -46,12 +46,12 @@ pub async fn vread(
     let not_found = || ApiError::NotFound(format!("{resource_type}/{id} has no version '{version}'"));
     let number: u64 = version.parse().map_err(|_| not_found())?;
     let event = state.log.read_version(&key, number).await?.ok_or_else(not_found)?;
-    respond_with_version(&context, event, false)
+    respond_with_version(&state, &context, event, false).await
 }
 
 /// Answers a read or vread from a stored event, honouring conditional headers, `_summary`,
-/// `_elements` and `_pretty`.
-fn respond_with_version(context: &RequestContext, event: Event, conditional: bool) -> ApiResult<Response> {
+/// `_elements` and `_pretty` (a Binary from its bytes).
+async fn respond_with_version(state: &AppState, context: &RequestContext, event: Event, conditional: bool) -> ApiResult<Response> {
     if event.operation == Operation::Delete {
         return Err(ApiError::Gone { version: event.version, deleted_at: event.recorded_at });
     }
@@ -61,6 +61,9 @@ fn respond_with_version(context: &RequestContext, event: Event, conditional: boo
         let mut response = Response::new(Body::empty());
         *response.status_mut() = StatusCode::NOT_MODIFIED;
         return Ok(with_version_headers(response, event.version, event.recorded_at));
+    }
+    if event.key.resource_type == "Binary" && context.param("_summary").is_none() && context.param("_elements").is_none() {
+        return super::binary::respond(state, context, &event).await;
     }
     let mut body = view(context, event.body)?;
     if context.pretty {
@@ -98,7 +101,7 @@ fn view(context: &RequestContext, body: Bytes) -> ApiResult<Bytes> {
     shape(body, summary, &elements)
 }
 
-fn if_match(context: &RequestContext) -> ApiResult<Option<u64>> {
+pub(super) fn if_match(context: &RequestContext) -> ApiResult<Option<u64>> {
     context
         .header(header::IF_MATCH)?
         .map(|tag| parse_etag(tag).ok_or_else(|| ApiError::invalid("If-Match must be an ETag such as W/\"3\"")))
@@ -112,6 +115,9 @@ pub async fn update(
     body: Body,
 ) -> ApiResult<Response> {
     let key = instance_key(&context.tenant, &resource_type, &id)?;
+    if resource_type == "Binary" {
+        return super::binary::update(&state, &context, &key, body).await;
+    }
     let body = read_resource_body(&state, &context.headers, body).await?;
     let resource = parse_resource(&body, &resource_type)?;
     match resource.get("id") {

@@ -1,5 +1,7 @@
 //! The HTTP routes of the FHIR API and their handlers, one file per family of interactions.
 
+pub(crate) mod binary;
+mod blob;
 pub(crate) mod bundle;
 mod capability;
 mod compartment;
@@ -33,6 +35,7 @@ pub fn routes(state: Arc<AppState>) -> Router {
         .route("/.well-known/smart-configuration", get(capability::smart_configuration))
         .route("/_history", get(history::system_history))
         .route("/$audit", get(crate::audit::query))
+        .route("/_blob/{*key}", get(blob::download))
         .route("/", get(search::system_search).post(type_level::bundle))
         .route(
             "/{type}",

@@ -25,6 +25,9 @@ pub async fn create(
     body: Body,
 ) -> ApiResult<Response> {
     check_type(&resource_type)?;
+    if resource_type == "Binary" && context.headers.get("if-none-exist").is_none() {
+        return super::binary::create(&state, &context, body).await;
+    }
     let body = read_resource_body(&state, &context.headers, body).await?;
     let resource = parse_resource(&body, &resource_type)?;
     validate(&resource, false)?;

@@ -94,7 +94,16 @@ pub async fn run(state: &Arc<AppState>, context: &RequestContext, mut entries: V
     for key in lock_keys {
         guards.push(state.conditional_locks.lock(key).await);
     }
-    let mut results = commit(state, context, &mut entries).await?;
+    let offloaded = offload_binaries(state, context, &mut entries).await?;
+    let committed = commit(state, context, &mut entries).await;
+    if committed.is_err() {
+        for location in offloaded {
+            if let Err(error) = state.blobs.store.delete(&location).await {
+                tracing::warn!(%error, "could not remove the bytes of a Binary that was not written");
+            }
+        }
+    }
+    let mut results = committed?;
     drop(guards);
     if entries.iter().any(|entry| entry.method.is_read()) {
         let router = crate::handlers::routes(state.clone());
@@ -107,6 +116,26 @@ pub async fn run(state: &Arc<AppState>, context: &RequestContext, mut entries: V
         }
     }
     Ok(results)
+}
+
+/// Moves the `data` of every Binary the transaction writes into the blob store; the locations.
+async fn offload_binaries(state: &AppState, context: &RequestContext, entries: &mut [BundleEntry]) -> ApiResult<Vec<String>> {
+    let mut locations = Vec::new();
+    for entry in entries.iter_mut().filter(|entry| matches!(entry.method, Method::Post | Method::Put)) {
+        let Some(resource) = entry.resource.as_mut().filter(|resource| resource.get("resourceType").and_then(Value::as_str) == Some("Binary")) else {
+            continue;
+        };
+        match crate::handlers::binary::offload(state, &context.tenant, resource).await {
+            Ok(location) => locations.extend(location),
+            Err(error) => {
+                for location in locations {
+                    let _ = state.blobs.store.delete(&location).await;
+                }
+                return Err(error.at_entry(entry.index));
+            }
+        }
+    }
+    Ok(locations)
 }
 
 /// Whether the caller may make the write `entry` asks for (reads are checked when they run).

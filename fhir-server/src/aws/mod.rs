@@ -58,6 +58,7 @@ pub async fn setup(config: &Config) -> anyhow::Result<()> {
     let clients = clients(aws).await;
     event_log::dynamodb::create_table(&clients.dynamodb, &aws.events_table).await.context("cannot create the events table")?;
     event_log::dynamodb::create_bucket(&clients.s3, &aws.bodies_bucket).await.context("cannot create the bodies bucket")?;
+    event_log::dynamodb::create_bucket(&clients.s3, &aws.blobs_bucket).await.context("cannot create the blobs bucket")?;
     event_stream::leases::create_table(&clients.dynamodb, &aws.leases_table).await.context("cannot create the leases table")?;
     projector_history::dynamodb::create_table(&clients.dynamodb, &aws.history_table).await.context("cannot create the history table")?;
     audit_log::dynamodb::DynamoAuditStore::create_table(&clients.dynamodb, &aws.audit_table).await.context("cannot create the audit table")?;
@@ -125,7 +126,8 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
         true => Some(Arc::new(audit_log::dynamodb::DynamoAuditStore::new(clients.dynamodb.clone(), &aws.audit_table))),
         false => None,
     };
-    let api = command_api::AppState::new(log, history_port, search_port, config.api_config(), crate::auth::authenticator(&config.auth)?, audit);
+    let blobs = crate::blobs::aws(&config, clients.s3.clone());
+    let api = command_api::AppState::new(log, history_port, search_port, config.api_config(), crate::auth::authenticator(&config.auth)?, audit, blobs);
     let app = command_api::router_for(api).into_make_service_with_connect_info::<std::net::SocketAddr>();
     tracing::info!(%address, base_path = %config.base_path, stream = %aws.stream, "fhir server listening (AWS mode)");
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await.context("http server failed")?;
