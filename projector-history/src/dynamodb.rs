@@ -1,7 +1,8 @@
 //! The history read model on DynamoDB (AWS mode), fed from the event stream.
 //!
 //! One table, keys `pk` (string) and `sk` (number); every item holds `pos` (log position), `at`
-//! (recorded, Unix ms) and, once a later version exists, `sup` (when it was superseded):
+//! (recorded, Unix ms), `del` for a delete and, once a later version exists, `sup` and `supp`
+//! (when it was superseded, and the position of the version that did):
 //!
 //! | item | `pk` | `sk` |
 //! |---|---|---|
@@ -44,8 +45,9 @@ fn number(item: &Item, name: &str) -> Option<i64> {
     item.get(name)?.as_n().ok()?.parse().ok()
 }
 
-fn unix_millis(event: &Event) -> i64 {
-    (event.recorded_at.unix_timestamp_nanos() / 1_000_000) as i64
+fn recorded(event: &Event) -> Recorded {
+    let at = (event.recorded_at.unix_timestamp_nanos() / 1_000_000) as i64;
+    Recorded { position: event.position, at, deleted: event.operation == event_log::Operation::Delete }
 }
 
 fn version_pk(tenant: &str, resource_type: &str, id: &str) -> String {
@@ -83,11 +85,12 @@ pub async fn create_table(client: &Client, table: &str) -> Result<()> {
 const GET_BATCH: usize = 100;
 const WRITE_BATCH: usize = 25;
 
-/// Where a version is in the log and when it was recorded.
+/// Where a version is in the log, when it was recorded, and whether it is a delete.
 #[derive(Clone, Copy)]
 struct Recorded {
     position: u64,
     at: i64,
+    deleted: bool,
 }
 
 /// The three keys of a version's items: under its resource (by version), its type and its tenant
@@ -96,15 +99,19 @@ fn placements(tenant: &str, resource_type: &str, versions: &str, version: u64, p
     [(versions.to_string(), version), (type_pk(tenant, resource_type), position), (system_pk(tenant), position)]
 }
 
-fn item(pk: String, sk: u64, recorded: Recorded, superseded: Option<i64>) -> Item {
+fn item(pk: String, sk: u64, recorded: Recorded, successor: Option<Recorded>) -> Item {
     let mut item = HashMap::from([
         ("pk".to_string(), AttributeValue::S(pk)),
         ("sk".to_string(), n(sk)),
         ("pos".to_string(), n(recorded.position)),
         ("at".to_string(), n(recorded.at)),
     ]);
-    if let Some(superseded) = superseded {
-        item.insert("sup".into(), n(superseded));
+    if recorded.deleted {
+        item.insert("del".into(), AttributeValue::Bool(true));
+    }
+    if let Some(successor) = successor {
+        item.insert("sup".into(), n(successor.at));
+        item.insert("supp".into(), n(successor.position));
     }
     item
 }
@@ -153,7 +160,7 @@ impl DynamoHistory {
         // Versions by (resource, version): the batch's own, then their neighbours from the table.
         let mut known: HashMap<(String, u64), Recorded> = events
             .iter()
-            .map(|event| ((version_pk(&event.key.tenant, &event.key.resource_type, &event.key.id), event.version), Recorded { position: event.position, at: unix_millis(event) }))
+            .map(|event| ((version_pk(&event.key.tenant, &event.key.resource_type, &event.key.id), event.version), recorded(event)))
             .collect();
         let mut wanted: Vec<(String, u64)> = Vec::new();
         for ((resource, version), _) in known.iter() {
@@ -170,7 +177,8 @@ impl DynamoHistory {
             let keys = chunk.iter().map(|(pk, sk)| HashMap::from([("pk".to_string(), AttributeValue::S(pk.clone())), ("sk".to_string(), n(sk))])).collect();
             for item in self.batch_get(keys).await? {
                 let (Some(AttributeValue::S(pk)), Some(version), Some(position), Some(at)) = (item.get("pk"), number(&item, "sk"), number(&item, "pos"), number(&item, "at")) else { continue };
-                known.insert((pk.clone(), version as u64), Recorded { position: position as u64, at });
+                let deleted = matches!(item.get("del"), Some(AttributeValue::Bool(true)));
+                known.insert((pk.clone(), version as u64), Recorded { position: position as u64, at, deleted });
             }
         }
         // Each event's three items with its successor's time, and its predecessor's three
@@ -179,16 +187,15 @@ impl DynamoHistory {
         for event in events {
             let key = &event.key;
             let versions = version_pk(&key.tenant, &key.resource_type, &key.id);
-            let at = unix_millis(event);
-            let superseded = known.get(&(versions.clone(), event.version + 1)).map(|next| next.at);
-            let this = Recorded { position: event.position, at };
+            let successor = known.get(&(versions.clone(), event.version + 1)).copied();
+            let this = recorded(event);
             for (pk, sk) in placements(&key.tenant, &key.resource_type, &versions, event.version, event.position) {
-                items.insert((pk.clone(), sk), item(pk, sk, this, superseded));
+                items.insert((pk.clone(), sk), item(pk, sk, this, successor));
             }
             if let Some(previous) = event.version.checked_sub(1).and_then(|version| known.get(&(versions.clone(), version)).map(|previous| (version, *previous))) {
                 let (version, recorded) = previous;
                 for (pk, sk) in placements(&key.tenant, &key.resource_type, &versions, version, recorded.position) {
-                    items.insert((pk.clone(), sk), item(pk, sk, recorded, Some(at)));
+                    items.insert((pk.clone(), sk), item(pk, sk, recorded, Some(this)));
                 }
             }
         }
@@ -197,6 +204,48 @@ impl DynamoHistory {
             self.batch_put(chunk.to_vec()).await?;
         }
         Ok(())
+    }
+
+    /// A snapshot of one type as of log position `as_of`, a page at a time: the positions
+    /// (ascending, after `after`, at most `limit`) of the versions current at `as_of` (not
+    /// superseded by a version at or before it) that are not deletes and were recorded at or after
+    /// `since_ms`. The stream must have been applied up to `as_of`.
+    pub async fn live_at(&self, tenant: &str, resource_type: &str, as_of: u64, since_ms: Option<i64>, after: u64, limit: usize) -> Result<Vec<u64>> {
+        let mut values: HashMap<String, AttributeValue> = HashMap::from([
+            (":pk".to_string(), AttributeValue::S(type_pk(tenant, resource_type))),
+            (":after".to_string(), n(after)),
+            (":as_of".to_string(), n(as_of)),
+        ]);
+        let mut filter = String::from("attribute_not_exists(del) AND (attribute_not_exists(supp) OR supp > :as_of)");
+        if let Some(since) = since_ms {
+            values.insert(":since".into(), n(since));
+            filter.push_str(" AND #at >= :since");
+        }
+        let mut positions = Vec::new();
+        let mut start_key = None;
+        while positions.len() < limit {
+            let mut request = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND sk BETWEEN :after AND :as_of")
+                .filter_expression(&filter)
+                .set_expression_attribute_values(Some(values.clone()))
+                .consistent_read(true)
+                .limit(limit as i32)
+                .set_exclusive_start_key(start_key.take());
+            if since_ms.is_some() {
+                request = request.expression_attribute_names("#at", "at");
+            }
+            let output = request.send().await.map_err(dynamo)?;
+            positions.extend(output.items().iter().filter_map(|item| number(item, "pos")).map(|p| p as u64).filter(|p| *p > after));
+            match output.last_evaluated_key {
+                Some(key) if !key.is_empty() => start_key = Some(key),
+                _ => break,
+            }
+        }
+        positions.truncate(limit);
+        Ok(positions)
     }
 
     /// One page of `query` for `tenant`: log positions, newest first.

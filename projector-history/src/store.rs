@@ -212,6 +212,25 @@ impl HistoryStore {
         Ok(HistoryPage::from_newest(positions, query.count))
     }
 
+    /// A snapshot of one type as of log position `as_of`, a page at a time: the positions
+    /// (ascending, after `after`, at most `limit`) of the versions current at `as_of` that are
+    /// not deletes and were recorded at or after `since_ms`. A version is current at `as_of`
+    /// when the next version of its resource comes after `as_of`, or not at all.
+    pub fn live_at(&self, tenant: &str, resource_type: &str, as_of: u64, since_ms: Option<i64>, after: u64, limit: usize) -> Result<Vec<u64>> {
+        self.with_reader(|connection| {
+            let mut statement = connection.prepare_cached(
+                "SELECT v.position FROM versions v INDEXED BY versions_by_type
+                 WHERE v.tenant = ?1 AND v.resource_type = ?2 AND v.position > ?3 AND v.position <= ?4
+                   AND v.operation != 'delete' AND (?5 IS NULL OR v.recorded_at >= ?5)
+                   AND NOT EXISTS (SELECT 1 FROM versions n WHERE n.tenant = v.tenant AND n.resource_type = v.resource_type
+                                   AND n.id = v.id AND n.version = v.version + 1 AND n.position <= ?4)
+                 ORDER BY v.position LIMIT ?6",
+            )?;
+            let rows = statement.query_map(params![tenant, resource_type, after as i64, as_of as i64, since_ms, limit as i64], |row| row.get::<_, i64>(0))?;
+            Ok(rows.map(|row| row.map(|p| p as u64)).collect::<rusqlite::Result<Vec<u64>>>()?)
+        })
+    }
+
     fn with_reader<T>(&self, work: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         let pooled = self.readers.lock().map_err(|_| StoreError::Poisoned)?.pop();
         let connection = match pooled {

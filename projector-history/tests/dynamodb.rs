@@ -89,3 +89,23 @@ async fn paging_since_and_at() {
     let at = HistoryQuery { at: Some((T0 + Duration::minutes(3), T0 + Duration::minutes(6))), ..query(HistoryScope::Instance("Patient".into(), "a".into())) };
     assert_eq!(positions(&store, "t1", &at).await, vec![6, 4]);
 }
+
+#[tokio::test]
+async fn a_snapshot_of_a_type_as_of_a_position_in_any_delivery_order() {
+    let store = store().await;
+    let events = sample();
+    // Delivered out of order across resources: a resource's later version may arrive first.
+    store.apply(&[&events[3..6], &events[0..3]].concat()).await.unwrap();
+    let live = |as_of: u64, since_ms: Option<i64>, after: u64, limit: usize| {
+        let store = &store;
+        async move { store.live_at("t1", "Patient", as_of, since_ms, after, limit).await.unwrap() }
+    };
+    assert_eq!(live(6, None, 0, 10).await, vec![2], "a is deleted at 6");
+    assert_eq!(live(5, None, 0, 10).await, vec![2, 4]);
+    assert_eq!(live(3, None, 0, 10).await, vec![1, 2]);
+    assert_eq!(live(5, None, 2, 10).await, vec![4], "paged after a position");
+    assert_eq!(live(5, None, 0, 1).await, vec![2], "at most the limit");
+    let minute_two = fhir_core::instant::unix_millis(T0 + Duration::minutes(2));
+    assert_eq!(live(5, Some(minute_two), 0, 10).await, vec![4]);
+    assert_eq!(store.live_at("t2", "Patient", 6, None, 0, 10).await.unwrap(), vec![5]);
+}

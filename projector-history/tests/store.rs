@@ -94,3 +94,20 @@ fn checkpoint_survives_reopen() {
     store.apply(&sample()[3..]).unwrap();
     assert_eq!(store.history("t1", &query(HistoryScope::System)).unwrap().positions, vec![6, 4, 3, 2, 1]);
 }
+
+#[test]
+fn a_snapshot_of_a_type_as_of_a_position() {
+    let (_dir, store) = open();
+    store.apply(&sample()).unwrap();
+    let live = |as_of: u64, since_ms: Option<i64>, after: u64, limit: usize| store.live_at("t1", "Patient", as_of, since_ms, after, limit).unwrap();
+    assert_eq!(live(6, None, 0, 10), vec![2], "a is deleted at 6");
+    assert_eq!(live(5, None, 0, 10), vec![2, 4], "a's second version, b's first");
+    assert_eq!(live(3, None, 0, 10), vec![1, 2], "before a's update");
+    assert_eq!(live(1, None, 0, 10), vec![1]);
+    assert_eq!(live(5, None, 2, 10), vec![4], "paged after a position");
+    assert_eq!(live(5, None, 0, 1), vec![2], "at most the limit");
+    let minute_two = fhir_core::instant::unix_millis(T0 + Duration::minutes(2));
+    assert_eq!(live(5, Some(minute_two), 0, 10), vec![4], "recorded at or after _since");
+    assert_eq!(store.live_at("t2", "Patient", 6, None, 0, 10).unwrap(), vec![5], "tenants are separate");
+    assert_eq!(store.live_at("t1", "Observation", 6, None, 0, 10).unwrap(), vec![3]);
+}
