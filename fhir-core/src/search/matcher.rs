@@ -63,6 +63,25 @@ impl<'a> Candidate<'a> {
         })
     }
 
+    /// The ids of the `compartment_type` resources whose compartment this resource is in
+    /// through its member parameters (not counting a resource's own compartment).
+    pub fn compartment_owners(&self, compartment_type: &str) -> Vec<&str> {
+        let members = r4().compartment_members(compartment_type);
+        let Some((_, params)) = members.iter().find(|(member, _)| member == self.resource_type()) else { return Vec::new() };
+        let mut owners: Vec<&str> = self
+            .entries
+            .iter()
+            .filter(|entry| params.contains(&entry.param))
+            .filter_map(|entry| match &entry.value {
+                IndexValue::Reference { resource_type: Some(t), id: Some(id), .. } if t == compartment_type => Some(id.as_str()),
+                _ => None,
+            })
+            .collect();
+        owners.sort_unstable();
+        owners.dedup();
+        owners
+    }
+
     fn criterion(&self, criterion: &Criterion) -> Result<bool, Unsupported> {
         match &criterion.path {
             ParamPath::Direct { param, modifier } => self.direct(param, modifier.as_ref(), &criterion.values),
@@ -338,5 +357,7 @@ mod tests {
         assert!(!Candidate::new(&patient).in_compartment(&p2));
         let medication = json!({"resourceType": "Medication", "id": "m1"});
         assert!(!Candidate::new(&medication).in_compartment(&p1), "not a member type");
+        assert_eq!(Candidate::new(&observation).compartment_owners("Patient"), vec!["p1"]);
+        assert!(Candidate::new(&medication).compartment_owners("Patient").is_empty());
     }
 }
