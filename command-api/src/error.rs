@@ -40,6 +40,9 @@ pub enum ApiError {
     /// The request is well-formed but breaks a rule (a patch that cannot apply, or whose result is invalid).
     #[error("unprocessable")]
     Unprocessable(Vec<Issue>),
+    /// Too many at once (exports in progress); retry after the given seconds.
+    #[error("too many requests")]
+    TooManyRequests { message: String, retry_after_secs: u64 },
     /// The server cannot answer now (shutting down, or a read model is behind); retry.
     #[error("unavailable")]
     Unavailable(String),
@@ -89,6 +92,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -111,6 +115,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { limit } => {
                 one(IssueType::TooLong, &format!("the request body is larger than the limit of {limit} bytes"))
             }
+            ApiError::TooManyRequests { message, .. } => one(IssueType::Throttled, message),
             ApiError::Unavailable(text) => one(IssueType::Transient, text),
             ApiError::Internal(_) => one(IssueType::Exception, "internal server error"),
         }
@@ -139,6 +144,9 @@ impl IntoResponse for ApiError {
         let mut response = fhir_json_response(status, body.into());
         if let ApiError::Unauthorized(_) = self {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer error=\"invalid_token\""));
+        }
+        if let ApiError::TooManyRequests { retry_after_secs, .. } = self {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
         }
         if let ApiError::Gone { version, deleted_at } = self {
             let headers = response.headers_mut();

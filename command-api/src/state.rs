@@ -50,6 +50,10 @@ pub struct ApiConfig {
     pub max_binary_bytes: u64,
     /// How long a download URL (of a Binary's bytes, of an export file) works.
     pub download_url_ttl: Duration,
+    /// Exports one tenant may have in progress at once (429 beyond).
+    pub max_exports_per_tenant: usize,
+    /// How long the files of a finished export are kept (the manifest's `Expires`).
+    pub export_retention: Duration,
     /// The SMART App Launch discovery document served at `/.well-known/smart-configuration`
     /// (and named in the CapabilityStatement's security); `None`: SMART is not offered.
     pub smart_configuration: Option<serde_json::Value>,
@@ -68,6 +72,8 @@ impl Default for ApiConfig {
             search_wait: Duration::from_secs(5),
             max_binary_bytes: 5 * 1024 * 1024 * 1024,
             download_url_ttl: Duration::from_secs(3600),
+            max_exports_per_tenant: 2,
+            export_retention: Duration::from_secs(24 * 3600),
             smart_configuration: None,
         }
     }
@@ -88,6 +94,15 @@ pub struct AppState {
     pub audit: Option<Arc<AuditTrail>>,
     /// Bytes outside the log: Binary contents, export files.
     pub blobs: Blobs,
+    /// Bulk export jobs, and the worker to wake when one is kicked off.
+    pub exports: Exports,
+}
+
+/// Where export jobs are kept, and how a kick-off wakes the worker.
+#[derive(Clone)]
+pub struct Exports {
+    pub jobs: Arc<dyn export_worker::JobStore>,
+    pub wake: Arc<tokio::sync::Notify>,
 }
 
 /// The blob store, and how its URLs are made: signed by the server for the server's own
@@ -119,10 +134,11 @@ impl AppState {
         authenticator: Arc<dyn Authenticator>,
         audit: Option<Arc<dyn AuditStore>>,
         blobs: Blobs,
+        exports: Exports,
     ) -> Arc<Self> {
         let capability_statement = crate::handlers::capability_statement(&config);
         let audit = audit.map(AuditTrail::start);
-        Arc::new(AppState { log, history, search, config, conditional_locks: Default::default(), capability_statement, authenticator, audit, blobs })
+        Arc::new(AppState { log, history, search, config, conditional_locks: Default::default(), capability_statement, authenticator, audit, blobs, exports })
     }
 }
 

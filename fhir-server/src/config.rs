@@ -51,6 +51,31 @@ pub struct Config {
     /// `blob-url.key` in the data directory (readable by the owner only).
     #[serde(skip_serializing)]
     pub blob_url_secret: Option<String>,
+    /// Bulk `$export`.
+    pub export: ExportConfig,
+}
+
+/// Bulk `$export` jobs.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExportConfig {
+    /// Whether this process runs export jobs (else another process with the same stores does:
+    /// `fhir-server export-worker` in AWS mode).
+    pub run_worker: bool,
+    /// Unfinished exports one tenant may have (429 beyond).
+    pub max_jobs_per_tenant: usize,
+    /// An NDJSON file is closed once it holds this many bytes.
+    pub max_file_bytes: u64,
+    /// How long the files of a finished export are kept, in seconds.
+    pub retention_secs: u64,
+    /// Resources read per page of a snapshot.
+    pub page_size: usize,
+}
+
+impl Default for ExportConfig {
+    fn default() -> Self {
+        ExportConfig { run_worker: true, max_jobs_per_tenant: 2, max_file_bytes: 100 * 1024 * 1024, retention_secs: 24 * 3600, page_size: 1000 }
+    }
 }
 
 /// Authentication. `none` accepts every caller as anonymous and is allowed only on a loopback
@@ -194,6 +219,8 @@ pub struct AwsConfig {
     pub audit_table: String,
     /// Binary contents and export files.
     pub blobs_bucket: String,
+    /// Export jobs.
+    pub exports_table: String,
     pub opensearch_url: String,
     /// The start of every OpenSearch index name (lower case).
     pub index_prefix: String,
@@ -214,6 +241,7 @@ impl Default for AwsConfig {
             history_table: "fhir-history".into(),
             audit_table: "fhir-audit".into(),
             blobs_bucket: "fhir-blobs".into(),
+            exports_table: "fhir-exports".into(),
             opensearch_url: "http://127.0.0.1:9200".into(),
             index_prefix: "fhir".into(),
             run_projectors: true,
@@ -255,6 +283,7 @@ impl Default for Config {
             max_binary_bytes: 5 * 1024 * 1024 * 1024,
             download_url_ttl_secs: 3600,
             blob_url_secret: None,
+            export: ExportConfig::default(),
         }
     }
 }
@@ -310,6 +339,8 @@ impl Config {
             multi_tenancy: self.multi_tenancy,
             max_binary_bytes: self.max_binary_bytes,
             download_url_ttl: std::time::Duration::from_secs(self.download_url_ttl_secs),
+            max_exports_per_tenant: self.export.max_jobs_per_tenant,
+            export_retention: std::time::Duration::from_secs(self.export.retention_secs),
             smart_configuration: self.smart_configuration(),
             ..command_api::ApiConfig::default()
         }

@@ -17,6 +17,7 @@ pub mod auth;
 pub mod aws;
 pub mod blobs;
 pub mod config;
+pub mod exports;
 pub mod history_index;
 pub mod import;
 pub mod reindex_client;

@@ -36,6 +36,9 @@ enum Command {
     /// AWS mode: create the DynamoDB tables, the S3 bucket and the Kinesis stream the
     /// configuration's `[aws]` section names (what exists is left alone).
     AwsSetup,
+    /// AWS mode: run bulk export jobs only (no API) until stopped. Any number of these and of
+    /// servers share the jobs; each job runs in one of them at a time.
+    ExportWorker,
     /// Check every resource's hash chain in the event log; exits 1 if any event was tampered with.
     Verify,
     /// Rebuild the search index from the log. With --server, asks a running server to rebuild
@@ -103,10 +106,17 @@ fn main() -> ExitCode {
             }
             Command::AwsSetup => {
                 fhir_server::aws::setup(&config).await?;
-                println!("AWS mode is set up: tables {}, {}, {}, bucket {}, stream {}", config.aws.events_table, config.aws.leases_table, config.aws.history_table, config.aws.bodies_bucket, config.aws.stream);
+                println!(
+                    "AWS mode is set up: tables {}, {}, {}, {}, {}, buckets {}, {}, stream {}",
+                    config.aws.events_table, config.aws.leases_table, config.aws.history_table, config.aws.audit_table, config.aws.exports_table, config.aws.bodies_bucket, config.aws.blobs_bucket, config.aws.stream
+                );
                 Ok(true)
             }
             Command::Verify => fhir_server::verify::run(&config).await,
+            Command::ExportWorker => {
+                fhir_server::aws::export_worker(&config, fhir_server::serve::shutdown_signal()).await?;
+                Ok(true)
+            }
             Command::Reindex { server: None } if config.backend == fhir_server::config::BackendKind::Aws => {
                 fhir_server::aws::reindex(&config).await?;
                 Ok(true)

@@ -78,6 +78,7 @@ pub struct Embedded {
     search: Arc<SearchSlot>,
     stop_projectors: watch::Sender<bool>,
     history_projector: tokio::task::JoinHandle<()>,
+    export_worker: Option<tokio::task::JoinHandle<()>>,
     api: Arc<command_api::AppState>,
     router: axum::Router,
 }
@@ -91,7 +92,7 @@ impl Embedded {
         let history = Arc::new(HistoryStore::open(&config.data_dir.join(HISTORY_FILE)).context("cannot open the history projection")?);
         let (stop_projectors, projectors_stopped) = watch::channel(false);
         let dyn_log: Arc<dyn EventLog> = log.clone();
-        let history_projector = tokio::spawn(projector_history::run(history.clone(), dyn_log.clone(), projectors_stopped));
+        let history_projector = tokio::spawn(projector_history::run(history.clone(), dyn_log.clone(), projectors_stopped.clone()));
         let search = SearchSlot::open(&config.data_dir, dyn_log.clone(), bulk_load)?;
         let api_config = config.api_config();
         let authenticator = crate::auth::authenticator(&config.auth)?;
@@ -100,9 +101,13 @@ impl Embedded {
             false => None,
         };
         let blobs = crate::blobs::embedded(config)?;
-        let api = command_api::AppState::new(dyn_log, Arc::new(ProjectedHistory(history)), Arc::new(IndexedSearch(search.clone())), api_config.clone(), authenticator, audit, blobs);
+        let history = Arc::new(ProjectedHistory(history));
+        let jobs = crate::exports::embedded_store(&config.data_dir)?;
+        // One process per data directory: its worker takes its own unfinished jobs back at once.
+        let (exports, export_worker) = crate::exports::start(config, "embedded".into(), jobs, history.clone(), dyn_log.clone(), &blobs, projectors_stopped);
+        let api = command_api::AppState::new(dyn_log, history, Arc::new(IndexedSearch(search.clone())), api_config.clone(), authenticator, audit, blobs, exports);
         let router = command_api::router_for(api.clone()).merge(crate::admin::routes(&api_config.base_path, search.clone()));
-        Ok(Embedded { _lock: lock, log, search, stop_projectors, history_projector, api, router })
+        Ok(Embedded { _lock: lock, log, search, stop_projectors, history_projector, export_worker, api, router })
     }
 
     /// The API (and the admin routes) to serve.
@@ -129,6 +134,9 @@ impl Embedded {
         let _ = self.stop_projectors.send(true);
         self.search.stop();
         let _ = self.history_projector.await;
+        if let Some(worker) = self.export_worker {
+            let _ = worker.await;
+        }
         self.log.close().await;
         tracing::info!("event log closed");
     }

@@ -13,7 +13,11 @@ use serde_json::{json, Value};
 
 async fn server(roles_file: Option<PathBuf>) -> TestServer {
     let auth = AuthConfig { roles_file, ..trusted_issuer().await };
-    TestServer::start_with(|config| config.auth = auth).await
+    TestServer::start_with(|config| {
+        config.auth = auth;
+        config.export.max_jobs_per_tenant = 100;
+    })
+    .await
 }
 
 fn token(groups: &[&str]) -> String {
@@ -78,6 +82,9 @@ async fn every_interaction_for_every_default_group() {
             ("chain", "GET", "Account?subject:Patient.family=x".into(), None, vec![], [true, false, false, false]),
             ("compartment", "GET", format!("Patient/{p}/Observation"), None, vec![], [true, false, false, false]),
             ("$everything", "GET", format!("Patient/{p}/$everything"), None, vec![], [true, false, false, false]),
+            ("$export", "GET", "$export?_type=Patient".into(), None, vec![("prefer", "respond-async")], [true, false, true, false]),
+            ("$export of every type", "GET", "$export".into(), None, vec![("prefer", "respond-async")], [true, true, true, false]),
+            ("Patient/$export", "GET", "Patient/$export?_type=Patient,Observation".into(), None, vec![("prefer", "respond-async")], [true, false, false, false]),
             ("$validate", "POST", "Patient/$validate".into(), Some((FHIR, patient("V"))), vec![], [true, false, false, false]),
             ("create", "POST", "Patient".into(), Some((FHIR, patient("New"))), vec![], [true, false, false, false]),
             ("conditional create", "POST", "Patient".into(), Some((FHIR, patient("Cond"))), vec![("if-none-exist", "family=Cond")], [true, false, false, false]),

@@ -6,6 +6,7 @@ pub(crate) mod bundle;
 mod capability;
 mod compartment;
 pub(crate) mod conditional;
+mod export;
 mod history;
 mod instance;
 mod search;
@@ -36,6 +37,10 @@ pub fn routes(state: Arc<AppState>) -> Router {
         .route("/_history", get(history::system_history))
         .route("/$audit", get(crate::audit::query))
         .route("/_blob/{*key}", get(blob::download))
+        .route("/$export", get(export::system).post(export::system))
+        .route("/$export-status/{id}", get(export::status).delete(export::cancel))
+        .route("/Patient/$export", get(export::patient).post(export::patient))
+        .route("/Group/{id}/$export", get(export::group).post(export::group))
         .route("/", get(search::system_search).post(type_level::bundle))
         .route(
             "/{type}",

@@ -62,6 +62,7 @@ pub async fn setup(config: &Config) -> anyhow::Result<()> {
     event_stream::leases::create_table(&clients.dynamodb, &aws.leases_table).await.context("cannot create the leases table")?;
     projector_history::dynamodb::create_table(&clients.dynamodb, &aws.history_table).await.context("cannot create the history table")?;
     audit_log::dynamodb::DynamoAuditStore::create_table(&clients.dynamodb, &aws.audit_table).await.context("cannot create the audit table")?;
+    export_worker::dynamodb::create_table(&clients.dynamodb, &aws.exports_table).await.context("cannot create the exports table")?;
     event_stream::create_stream(&clients.kinesis, &aws.stream, aws.stream_shards).await.context("cannot create the stream")?;
     Ok(())
 }
@@ -87,6 +88,33 @@ pub async fn reindex(config: &Config) -> anyhow::Result<()> {
         replayed += events.len();
     }
     println!("history: {replayed} events applied again");
+    Ok(())
+}
+
+/// `fhir-server export-worker`: runs export jobs until `shutdown` completes, without the API.
+pub async fn export_worker(config: &Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    if config.backend != crate::config::BackendKind::Aws {
+        anyhow::bail!("export-worker runs in AWS mode (backend = \"aws\"); embedded, serve runs the jobs");
+    }
+    let aws = &config.aws;
+    let clients = clients(aws).await;
+    let options = DynamoOptions::new(&aws.events_table, &aws.bodies_bucket);
+    let log: Arc<dyn EventLog> = DynamoEventLog::open(clients.dynamodb.clone(), clients.s3.clone(), options).await.context("cannot open the DynamoDB event log")?;
+    let id = worker_id();
+    let leases = Leases::new(clients.dynamodb.clone(), &aws.leases_table, id.clone(), LEASE_TIME);
+    let progress = Progress { kinesis: clients.kinesis.clone(), leases, projection: "history", stream: aws.stream.clone() };
+    let source = Arc::new(StreamHistory { store: Arc::new(DynamoHistory::new(clients.dynamodb.clone(), &aws.history_table)), progress });
+    let blobs = crate::blobs::aws(config, clients.s3.clone());
+    let jobs = crate::exports::aws_store(config, clients.dynamodb.clone());
+    let (stop, stopped) = watch::channel(false);
+    let worker_config = Config { export: crate::config::ExportConfig { run_worker: true, ..config.export.clone() }, ..config.clone() };
+    let (_, worker) = crate::exports::start(&worker_config, id, jobs, source, log, &blobs, stopped);
+    tracing::info!("export worker running (AWS mode)");
+    shutdown.await;
+    let _ = stop.send(true);
+    if let Some(worker) = worker {
+        let _ = worker.await;
+    }
     Ok(())
 }
 
@@ -127,7 +155,10 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
         false => None,
     };
     let blobs = crate::blobs::aws(&config, clients.s3.clone());
-    let api = command_api::AppState::new(log, history_port, search_port, config.api_config(), crate::auth::authenticator(&config.auth)?, audit, blobs);
+    let jobs = crate::exports::aws_store(&config, clients.dynamodb.clone());
+    let (exports, export_worker) = crate::exports::start(&config, worker_id(), jobs, history_port.clone(), log.clone(), &blobs, stopped.clone());
+    tasks.extend(export_worker);
+    let api = command_api::AppState::new(log, history_port, search_port, config.api_config(), crate::auth::authenticator(&config.auth)?, audit, blobs, exports);
     let app = command_api::router_for(api).into_make_service_with_connect_info::<std::net::SocketAddr>();
     tracing::info!(%address, base_path = %config.base_path, stream = %aws.stream, "fhir server listening (AWS mode)");
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await.context("http server failed")?;

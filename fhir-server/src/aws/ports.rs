@@ -1,5 +1,5 @@
-//! The AWS read models behind the API's ports: `_history` from DynamoDB and search from
-//! OpenSearch, each waiting for its projection's watermark (`event_stream::consumer::watermark`)
+//! The AWS read models behind the API's ports: `_history` (and export snapshots) from DynamoDB
+//! and search from OpenSearch, each waiting for its projection's watermark (`event_stream::consumer::watermark`)
 //! when the API asks it to catch up with a write.
 
 use std::sync::Arc;
@@ -65,6 +65,17 @@ impl command_api::HistoryIndex for StreamHistory {
 
     async fn wait_for(&self, position: u64, timeout: Duration) -> bool {
         self.progress.wait_for(position, timeout).await
+    }
+}
+
+#[async_trait]
+impl export_worker::SnapshotSource for StreamHistory {
+    async fn wait_for(&self, position: u64, timeout: Duration) -> bool {
+        self.progress.wait_for(position, timeout).await
+    }
+
+    async fn live_at(&self, tenant: &str, resource_type: &str, as_of: u64, since_ms: Option<i64>, after: u64, limit: usize) -> Result<Vec<u64>, String> {
+        self.store.live_at(tenant, resource_type, as_of, since_ms, after, limit).await.map_err(|error| error.to_string())
     }
 }
 

@@ -115,6 +115,15 @@ impl TestServer {
         response.json().await.expect("json")
     }
 
+    /// Stops the server and starts it again over the same data (and, in AWS mode, the same
+    /// stand-in resources), with `adjust`ed settings.
+    pub async fn restart(self, adjust: impl FnOnce(&mut Config)) -> Self {
+        let mut config = self.config.clone();
+        let data = self.stop().await;
+        adjust(&mut config);
+        Self::start_config(config, data).await
+    }
+
     /// Stops the server gracefully and hands back its data directory.
     pub async fn stop(mut self) -> tempfile::TempDir {
         if let Some(shutdown) = self.shutdown.take() {
@@ -150,6 +159,8 @@ fn use_aws_stand_ins(config: &mut Config) {
         leases_table: format!("leases-{unique}"),
         history_table: format!("history-{unique}"),
         audit_table: format!("audit-{unique}"),
+        blobs_bucket: format!("blobs-{unique}"),
+        exports_table: format!("exports-{unique}"),
         opensearch_url: opensearch,
         index_prefix: format!("x{unique}"),
         ..fhir_server::config::AwsConfig::default()
