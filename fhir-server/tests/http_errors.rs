@@ -160,6 +160,11 @@ async fn metadata_describes_what_is_implemented() {
     assert_eq!(system, ["transaction", "batch", "history-system", "search-system"]);
     assert_eq!(statement["patchFormat"], json!(["application/json-patch+json", "application/fhir+json"]));
     assert!(patient["operation"].to_string().contains("Patient-everything"));
+    assert!(patient["operation"].to_string().contains("bulkdata/OperationDefinition/patient-export"));
+    let group = resources.iter().find(|r| r["type"] == "Group").unwrap();
+    assert!(group["operation"].to_string().contains("bulkdata/OperationDefinition/group-export"));
+    assert_eq!(statement["rest"][0]["operation"][0]["name"], "export");
+    assert_eq!(statement["instantiates"][0], "http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data");
     assert!(statement["rest"][0]["compartment"].to_string().contains("CompartmentDefinition/patient"));
     server.stop().await;
 }

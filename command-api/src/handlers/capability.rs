@@ -48,6 +48,10 @@ pub fn capability_statement(config: &ApiConfig) -> Bytes {
                     "name": "everything",
                     "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"
                 }));
+                operations.push(json!({ "name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export" }));
+            }
+            if resource_type == "Group" {
+                operations.push(json!({ "name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export" }));
             }
             json!({
                 "type": resource_type,
@@ -78,6 +82,7 @@ pub fn capability_statement(config: &ApiConfig) -> Bytes {
             "url": config.public_base_url.clone().unwrap_or_else(|| config.base_path.clone())
         },
         "fhirVersion": "4.0.1",
+        "instantiates": ["http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"],
         "format": ["json"],
         "patchFormat": ["application/json-patch+json", "application/fhir+json"],
         "rest": [{
@@ -88,7 +93,8 @@ pub fn capability_statement(config: &ApiConfig) -> Bytes {
                 .compartment_types()
                 .map(|c| format!("http://hl7.org/fhir/CompartmentDefinition/{}", c.to_ascii_lowercase()))
                 .collect::<Vec<_>>(),
-            "searchParam": searchable_parameters("Resource").map(search_param_json).collect::<Vec<_>>()
+            "searchParam": searchable_parameters("Resource").map(search_param_json).collect::<Vec<_>>(),
+            "operation": [{ "name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export" }]
         }]
     });
     if let Some(smart) = &config.smart_configuration {
