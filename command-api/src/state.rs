@@ -123,6 +123,18 @@ impl Blobs {
             None => Ok(self.store.download_url(key, expires_in).await.map_err(|error| ApiError::Internal(error.to_string()))?.url),
         }
     }
+
+    /// A URL to PUT `key`'s bytes (with `content_type`) to until `expires_in` has passed.
+    pub async fn upload_url(&self, base_url: &str, key: &str, content_type: &str, expires_in: Duration) -> ApiResult<blob_store::SignedUrl> {
+        blob_store::check_key(key).map_err(|error| ApiError::Internal(error.to_string()))?;
+        match &self.signer {
+            Some(signer) => Ok(blob_store::SignedUrl {
+                url: signer.url(&format!("{base_url}/_blob"), "PUT", key, expires_in),
+                headers: vec![("content-type".into(), content_type.into())],
+            }),
+            None => self.store.upload_url(key, content_type, expires_in).await.map_err(|error| ApiError::Internal(error.to_string())),
+        }
+    }
 }
 
 impl AppState {

@@ -179,27 +179,30 @@ impl Worker {
             if positions.is_empty() {
                 break;
             }
-            let events = self.log.read_positions(&positions).await.map_err(|error| Stop::Failed(format!("reading the log: {error}")))?;
-            for event in events {
-                after = event.position;
-                if !filter.accepts(resource_type, &event.body) {
-                    continue;
-                }
-                if part.is_none() {
-                    part = Some(Part::start(self.blobs.clone(), resource_type, job.file_key(resource_type, job.progress.next_part)));
-                }
-                let full = {
-                    let open = part.as_mut().expect("opened above");
-                    open.write(&event.body).await?;
-                    open.bytes >= self.settings.max_file_bytes
-                };
-                if full {
-                    let file = part.take().expect("open").finish().await?;
-                    job.progress.exported += file.count;
-                    job.output.push(file);
-                    job.progress.next_part += 1;
-                    job.progress.after = after;
-                    self.save(job).await?;
+            // Bodies a few at a time: memory follows the largest bodies, not the page size.
+            for chunk in positions.chunks(READ_CHUNK) {
+                let events = self.log.read_positions(chunk).await.map_err(|error| Stop::Failed(format!("reading the log: {error}")))?;
+                for event in events {
+                    after = event.position;
+                    if !filter.accepts(resource_type, &event.body) {
+                        continue;
+                    }
+                    if part.is_none() {
+                        part = Some(Part::start(self.blobs.clone(), resource_type, job.file_key(resource_type, job.progress.next_part)));
+                    }
+                    let full = {
+                        let open = part.as_mut().expect("opened above");
+                        open.write(&event.body).await?;
+                        open.bytes >= self.settings.max_file_bytes
+                    };
+                    if full {
+                        let file = part.take().expect("open").finish().await?;
+                        job.progress.exported += file.count;
+                        job.output.push(file);
+                        job.progress.next_part += 1;
+                        job.progress.after = after;
+                        self.save(job).await?;
+                    }
                 }
             }
             // Without an open file, everything up to here is done; with one, the lease is renewed
@@ -242,6 +245,9 @@ impl Worker {
         Ok(())
     }
 }
+
+/// Bodies read from the log at once.
+const READ_CHUNK: usize = 250;
 
 /// Buffered bytes are handed to the upload in pieces of about this size.
 const CHUNK: usize = 256 * 1024;

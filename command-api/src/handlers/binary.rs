@@ -9,7 +9,8 @@
 //!   request asks for FHIR (`_format`, or an `Accept` naming FHIR JSON): then the resource with
 //!   `data`, base64-encoded as it streams.
 //! - `GET /Binary/id/$download-url` answers a signed, expiring URL for the bytes (S3 presigned in
-//!   AWS mode; the server's own `_blob` route in embedded mode).
+//!   AWS mode; the server's own `_blob` route in embedded mode); `POST /Binary/$upload-url`
+//!   creates a Binary and answers a signed URL to PUT its bytes to.
 
 use std::sync::Arc;
 
@@ -35,11 +36,12 @@ use crate::write::{append_one, write_with_retry, Plan};
 /// The `meta.extension` that says where a Binary's bytes are.
 pub const CONTENT_EXTENSION: &str = "https://fhir-server.dev/StructureDefinition/binary-content";
 
-/// Where one Binary version's bytes are.
+/// Where one Binary version's bytes are, with their size and hash when the server saw them
+/// pass (not for bytes uploaded to a signed URL, which may not have arrived yet).
 struct Content {
     location: String,
-    size: u64,
-    sha256: String,
+    size: Option<u64>,
+    sha256: Option<String>,
 }
 
 /// `POST /Binary`.
@@ -92,7 +94,7 @@ async fn incoming(state: &AppState, context: &RequestContext, body: Body, id: Op
             if let Some(reference) = context.header(header::HeaderName::from_static("x-security-context"))? {
                 resource.insert("securityContext".into(), json!({ "reference": reference }));
             }
-            let stream = limited(body.into_data_stream().map(|chunk| chunk.map_err(|error| BlobError::Upload(error.to_string()))).boxed(), state.config.max_binary_bytes);
+            let stream = request_stream(state, body);
             let content = store(state, &context.tenant, &content_type, stream).await?;
             set_content(&mut resource, Some(&content));
             resource
@@ -138,10 +140,21 @@ pub async fn offload(state: &AppState, tenant: &str, resource: &mut Resource) ->
     Ok(Some(location))
 }
 
+/// A request body stored at `location` as it streams (up to `max_binary_bytes`).
+pub async fn store_at(state: &AppState, location: &str, content_type: &str, body: Body) -> ApiResult<()> {
+    let stream = request_stream(state, body);
+    put(state, location, content_type, stream).await.map(|_| ())
+}
+
 async fn store(state: &AppState, tenant: &str, content_type: &str, body: ByteStream) -> ApiResult<Content> {
     let location = format!("binary/{tenant}/{}", uuid::Uuid::now_v7());
-    match state.blobs.store.put(&location, content_type, body).await {
-        Ok(stored) => Ok(Content { location, size: stored.size, sha256: hex::encode(stored.sha256) }),
+    let stored = put(state, &location, content_type, body).await?;
+    Ok(Content { location, size: Some(stored.size), sha256: Some(hex::encode(stored.sha256)) })
+}
+
+async fn put(state: &AppState, location: &str, content_type: &str, body: ByteStream) -> ApiResult<blob_store::Stored> {
+    match state.blobs.store.put(location, content_type, body).await {
+        Ok(stored) => Ok(stored),
         Err(BlobError::Upload(why)) if why.contains(TOO_LARGE) => Err(ApiError::PayloadTooLarge { limit: state.config.max_binary_bytes as usize }),
         Err(BlobError::Upload(why)) => Err(ApiError::invalid(format!("the upload broke off: {why}"))),
         Err(other) => Err(ApiError::Internal(other.to_string())),
@@ -149,6 +162,12 @@ async fn store(state: &AppState, tenant: &str, content_type: &str, body: ByteStr
 }
 
 const TOO_LARGE: &str = "larger than max_binary_bytes";
+
+/// A request body as a stream of chunks, ending with an error past `max_binary_bytes`.
+fn request_stream(state: &AppState, body: Body) -> ByteStream {
+    let chunks = body.into_data_stream().map(|chunk| chunk.map_err(|error| BlobError::Upload(error.to_string()))).boxed();
+    limited(chunks, state.config.max_binary_bytes)
+}
 
 /// Ends a stream with an error once it has passed `limit` bytes.
 fn limited(body: ByteStream, limit: u64) -> ByteStream {
@@ -178,14 +197,14 @@ fn set_content(resource: &mut Resource, content: Option<&Content>) {
         }
     }
     let Some(content) = content else { return };
-    let extension = json!({
-        "url": CONTENT_EXTENSION,
-        "extension": [
-            { "url": "location", "valueString": content.location },
-            { "url": "size", "valueDecimal": content.size },
-            { "url": "sha256", "valueString": content.sha256 },
-        ]
-    });
+    let mut parts = vec![json!({ "url": "location", "valueString": content.location })];
+    if let Some(size) = content.size {
+        parts.push(json!({ "url": "size", "valueDecimal": size }));
+    }
+    if let Some(sha256) = &content.sha256 {
+        parts.push(json!({ "url": "sha256", "valueString": sha256 }));
+    }
+    let extension = json!({ "url": CONTENT_EXTENSION, "extension": parts });
     let meta = resource.entry("meta").or_insert_with(|| json!({}));
     if let Value::Object(meta) = meta {
         match meta.entry("extension").or_insert_with(|| json!([])) {
@@ -206,8 +225,8 @@ fn content_of(resource: &Resource) -> Option<Content> {
     let part = |name: &str| extension.get("extension")?.as_array()?.iter().find(|part| part.get("url").and_then(Value::as_str) == Some(name)).cloned();
     Some(Content {
         location: part("location")?.get("valueString")?.as_str()?.to_string(),
-        size: part("size")?.get("valueDecimal")?.as_u64()?,
-        sha256: part("sha256")?.get("valueString")?.as_str()?.to_string(),
+        size: part("size").and_then(|size| size.get("valueDecimal")?.as_u64()),
+        sha256: part("sha256").and_then(|hash| Some(hash.get("valueString")?.as_str()?.to_string())),
     })
 }
 
@@ -228,15 +247,15 @@ pub async fn respond(state: &AppState, context: &RequestContext, event: &Event) 
     let resource = parse_resource(&event.body, "Binary").map_err(|_| ApiError::Internal("a stored Binary is not valid".into()))?;
     let content = content_of(&resource);
     let blob = match &content {
-        Some(content) => Some(
-            state
-                .blobs
-                .store
-                .get(&content.location)
-                .await
-                .map_err(|error| ApiError::Internal(error.to_string()))?
-                .ok_or_else(|| ApiError::Internal("the bytes of a Binary are missing from the blob store".into()))?,
-        ),
+        Some(content) => match state.blobs.store.get(&content.location).await.map_err(|error| ApiError::Internal(error.to_string()))? {
+            Some(blob) => Some(blob),
+            // Bytes to come through a signed upload URL: the FHIR form has no data yet.
+            None if content.size.is_none() && wants_raw(context) => {
+                return Err(ApiError::NotFound(format!("the bytes of Binary/{} have not been uploaded yet", event.key.id)))
+            }
+            None if content.size.is_none() => None,
+            None => return Err(ApiError::Internal("the bytes of a Binary are missing from the blob store".into())),
+        },
         None => None,
     };
     let response = if wants_raw(context) {
@@ -325,4 +344,56 @@ async fn download_url(state: &AppState, context: &RequestContext, event: &Event)
         ]
     });
     Ok(fhir_json_response(StatusCode::OK, serde_json::to_vec(&parameters).unwrap_or_default().into()))
+}
+
+/// `POST /Binary/$upload-url` (`contentType` as a query parameter, or in a Parameters body):
+/// creates a Binary whose bytes are to be PUT to the answered URL (signed, until it expires;
+/// S3 presigned in AWS mode). The server does not see those bytes pass, so that Binary records
+/// no size or hash; reading it before the upload is 404.
+pub async fn upload_url(state: &AppState, context: &RequestContext, body: Body) -> ApiResult<Response> {
+    context.principal.require_one(Interaction::Create, "Binary")?;
+    let content_type = match context.param("contentType") {
+        Some(content_type) => content_type.to_string(),
+        None => {
+            let body = read_resource_body(state, &context.headers, body).await?;
+            let parameters: Value = if body.is_empty() { Value::Null } else { crate::resource::parse_json(&body)? };
+            parameters
+                .get("parameter")
+                .and_then(Value::as_array)
+                .and_then(|list| list.iter().find(|p| p.get("name").and_then(Value::as_str) == Some("contentType")))
+                .and_then(|p| p.get("valueCode").or_else(|| p.get("valueString")).and_then(Value::as_str))
+                .map(String::from)
+                .ok_or_else(|| ApiError::invalid("$upload-url needs a contentType (query parameter, or Parameters body)"))?
+        }
+    };
+    let valid = content_type.len() <= 255 && content_type.contains('/') && content_type.bytes().all(|b| b.is_ascii_graphic() || b == b' ');
+    if !valid {
+        return Err(ApiError::invalid("contentType must be a media type such as image/png"));
+    }
+    let location = format!("binary/{}/{}", context.tenant, uuid::Uuid::now_v7());
+    let mut resource = Resource::new();
+    resource.insert("resourceType".into(), json!("Binary"));
+    resource.insert("contentType".into(), json!(content_type));
+    set_content(&mut resource, Some(&Content { location: location.clone(), size: None, sha256: None }));
+    validate(&resource, false)?;
+    let id = uuid::Uuid::now_v7().to_string();
+    let key = StreamKey::new(&context.tenant, "Binary", &id);
+    let written = append_one(state, &context.principal, &key, ExpectedVersion::NoStream, Operation::Create, Some(resource)).await?;
+    let expires_in = state.config.download_url_ttl;
+    let upload = state.blobs.upload_url(&context.base_url, &location, &content_type, expires_in).await?;
+    let headers: Vec<Value> = upload.headers.iter().map(|(name, value)| json!({ "name": "header", "valueString": format!("{name}: {value}") })).collect();
+    let mut parameter = vec![
+        json!({ "name": "id", "valueId": id }),
+        json!({ "name": "url", "valueUrl": upload.url }),
+        json!({ "name": "method", "valueCode": "PUT" }),
+        json!({ "name": "expires", "valueInstant": fhir_core::instant::format_instant(fhir_core::instant::now() + expires_in) }),
+    ];
+    parameter.extend(headers);
+    let body = serde_json::to_vec(&json!({ "resourceType": "Parameters", "parameter": parameter })).unwrap_or_default();
+    let mut response = fhir_json_response(StatusCode::CREATED, body.into());
+    let location = format!("{}/Binary/{id}/_history/{}", context.base_url, written.version);
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    Ok(with_version_headers(response, written.version, written.recorded_at))
 }

@@ -36,7 +36,7 @@ pub fn routes(state: Arc<AppState>) -> Router {
         .route("/.well-known/smart-configuration", get(capability::smart_configuration))
         .route("/_history", get(history::system_history))
         .route("/$audit", get(crate::audit::query))
-        .route("/_blob/{*key}", get(blob::download))
+        .route("/_blob/{*key}", get(blob::download).put(blob::upload))
         .route("/$export", get(export::system).post(export::system))
         .route("/$export-status/{id}", get(export::status).delete(export::cancel))
         .route("/Patient/$export", get(export::patient).post(export::patient))

@@ -53,6 +53,7 @@ pub async fn operation(
     check_type(&resource_type)?;
     match operation.as_str() {
         "$validate" => validate_operation(&state, &resource_type, &context, body).await,
+        "$upload-url" if resource_type == "Binary" => super::binary::upload_url(&state, &context, body).await,
         "_search" => super::search::type_search_post(&state, &resource_type, &context, body).await,
         name if name.starts_with('$') => Err(ApiError::NotFound(format!("operation {name} is not supported on {resource_type}"))),
         _ => Err(ApiError::MethodNotAllowed("POST is not allowed on a resource instance; use PUT to update".into())),
