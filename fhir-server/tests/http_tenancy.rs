@@ -1,8 +1,8 @@
 //! Multi-tenancy: routes under `[base]/tenant/{id}`, the token's tenant claim bound to the URL,
 //! tenant ids checked, and two tenants holding resources with the same ids that never see each
 //! other: read, vread, search with chains, `_include`, `_revinclude`, `_has`, compartments and
-//! `$everything`, history at every level, conditional operations, bundles, and references from
-//! one tenant's bundle to the other's resource.
+//! `$everything`, history at every level, conditional operations, bundles, references from one
+//! tenant's bundle to the other's resource, and `$export`.
 
 mod common;
 
@@ -152,5 +152,34 @@ async fn tenants_never_see_each_other() {
     let next = page["link"].as_array().unwrap().iter().find(|link| link["relation"] == "next").unwrap()["url"].as_str().unwrap().to_string();
     assert!(next.contains("/tenant/clinic-1/Patient?"), "{next}");
     assert!(page["entry"][0]["fullUrl"].as_str().unwrap().contains("/tenant/clinic-1/Patient/"));
+
+    // An export holds the tenant's own resources; the other tenant cannot poll it.
+    let kick_off = server
+        .client
+        .get(format!("{}/tenant/clinic-1/$export?_type=Patient,Observation", server.base))
+        .bearer_auth(&one.token)
+        .header("prefer", "respond-async")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(kick_off.status(), 202);
+    let status_url = kick_off.headers()["content-location"].to_str().unwrap().to_string();
+    assert!(status_url.contains("/tenant/clinic-1/$export-status/"), "{status_url}");
+    let job = status_url.rsplit('/').next().unwrap().to_string();
+    let manifest: Value = loop {
+        let response = server.client.get(&status_url).bearer_auth(&one.token).send().await.unwrap();
+        match response.status().as_u16() {
+            202 => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+            200 => break response.json().await.unwrap(),
+            other => panic!("export status {other}"),
+        }
+    };
+    let mut exported = String::new();
+    for file in manifest["output"].as_array().unwrap() {
+        exported.push_str(&reqwest::get(file["url"].as_str().unwrap()).await.unwrap().text().await.unwrap());
+    }
+    assert!(exported.contains("Alpha") && exported.contains("1111-1"), "{exported}");
+    assert!(!exported.contains("Beta-only") && !exported.contains("2222-2"), "no clinic-2 resource is exported: {exported}");
+    assert_eq!(two.send("GET", &format!("$export-status/{job}"), None, &[]).await.0, 404, "clinic-2 cannot see clinic-1's export");
     server.stop().await;
 }
