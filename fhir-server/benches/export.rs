@@ -15,7 +15,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{bundle_files, cpu_seconds, free_port, rate, synthea_bundles, Server, BINARY};
+use support::{arg, bundle_files, cpu_seconds, free_port, rate, synthea_bundles, Server, BINARY};
 
 struct Settings {
     patients: usize,
@@ -24,18 +24,7 @@ struct Settings {
 }
 
 fn settings() -> Settings {
-    let mut settings = Settings { patients: 100, seed: 1, runs: 2 };
-    let args: Vec<String> = std::env::args().collect();
-    for pair in args.windows(2) {
-        let value = &pair[1];
-        match pair[0].as_str() {
-            "--patients" => settings.patients = value.parse().expect("--patients takes a number"),
-            "--seed" => settings.seed = value.parse().expect("--seed takes a number"),
-            "--runs" => settings.runs = value.parse::<usize>().expect("--runs takes a number").max(1),
-            _ => {}
-        }
-    }
-    settings
+    Settings { patients: arg("patients", 100), seed: arg("seed", 1), runs: arg("runs", 2usize).max(1) }
 }
 
 /// A data directory holding the imported bundles (made on first use).

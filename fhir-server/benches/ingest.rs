@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use serde_json::Value;
-use support::{bundle_files, cpu_seconds, exited_children_cpu_seconds, free_port, rate, synthea_bundles, Server, BINARY};
+use support::{arg, bundle_files, cpu_seconds, exited_children_cpu_seconds, free_port, rate, synthea_bundles, Server, BINARY};
 
 /// Settings for the server under test: no body limit in the way, and searches may wait long.
 const SERVER_ENV: &[(&str, &str)] = &[("FHIR_SERVER_MAX_BODY_BYTES", "1073741824"), ("FHIR_SERVER_SEARCH_WAIT_MS", "3600000")];
@@ -32,18 +32,7 @@ struct Settings {
 }
 
 fn settings() -> Settings {
-    let mut settings = Settings { patients: 100, seed: 1, concurrency: 4 };
-    let args: Vec<String> = std::env::args().collect();
-    for pair in args.windows(2) {
-        let value = &pair[1];
-        match pair[0].as_str() {
-            "--patients" => settings.patients = value.parse().expect("--patients takes a number"),
-            "--seed" => settings.seed = value.parse().expect("--seed takes a number"),
-            "--concurrency" => settings.concurrency = value.parse::<usize>().expect("--concurrency takes a number").max(1),
-            _ => {}
-        }
-    }
-    settings
+    Settings { patients: arg("patients", 100), seed: arg("seed", 1), concurrency: arg("concurrency", 4usize).max(1) }
 }
 
 async fn wait_ready(client: &reqwest::Client, base: &str) {

@@ -36,7 +36,7 @@ use projector_history::HistoryStore;
 use projector_search::SearchIndex;
 use serde_json::{Map, Value};
 use tokio::net::TcpStream;
-use support::{bundle_files, free_port, rate, synthea_bundles, Server, BINARY};
+use support::{arg, bundle_files, free_port, rate, synthea_bundles, Server, BINARY};
 use tokio::sync::watch;
 
 // The allocator of the fhir-server binary, so that the projector measured in this process runs
@@ -56,20 +56,13 @@ struct Settings {
 }
 
 fn settings() -> Settings {
-    let mut settings = Settings { patients: 100, seed: 1, iterations: 200, warmup: 20, data: None };
-    let args: Vec<String> = std::env::args().collect();
-    for pair in args.windows(2) {
-        let value = &pair[1];
-        match pair[0].as_str() {
-            "--patients" => settings.patients = value.parse().expect("--patients takes a number"),
-            "--seed" => settings.seed = value.parse().expect("--seed takes a number"),
-            "--iterations" => settings.iterations = value.parse::<usize>().expect("--iterations takes a number").max(1),
-            "--warmup" => settings.warmup = value.parse().expect("--warmup takes a number"),
-            "--data" => settings.data = Some(PathBuf::from(value)),
-            _ => {}
-        }
+    Settings {
+        patients: arg("patients", 100),
+        seed: arg("seed", 1),
+        iterations: arg("iterations", 200usize).max(1),
+        warmup: arg("warmup", 20),
+        data: Some(arg("data", String::new())).filter(|path| !path.is_empty()).map(PathBuf::from),
     }
-    settings
 }
 
 /// What loading saw, and the real values the queries use.

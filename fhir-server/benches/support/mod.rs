@@ -38,6 +38,15 @@ pub fn bundle_files(directory: &Path) -> Vec<PathBuf> {
     files
 }
 
+/// The value after `--name` on the command line, parsed; `default` without one.
+pub fn arg<T: std::str::FromStr>(name: &str, default: T) -> T {
+    let args: Vec<String> = std::env::args().collect();
+    match args.windows(2).find(|pair| pair[0] == format!("--{name}")) {
+        Some(pair) => pair[1].parse().unwrap_or_else(|_| panic!("--{name}: '{}' is not valid", pair[1])),
+        None => default,
+    }
+}
+
 pub fn rate(count: usize, elapsed: Duration) -> f64 {
     count as f64 / elapsed.as_secs_f64().max(1e-9)
 }
