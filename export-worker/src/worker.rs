@@ -187,16 +187,10 @@ impl Worker {
                     if !filter.accepts(resource_type, &event.body) {
                         continue;
                     }
-                    if part.is_none() {
-                        part = Some(Part::start(self.blobs.clone(), resource_type, job.file_key(resource_type, job.progress.next_part)));
-                    }
-                    let full = {
-                        let open = part.as_mut().expect("opened above");
-                        open.write(&event.body).await?;
-                        open.bytes >= self.settings.max_file_bytes
-                    };
-                    if full {
-                        let file = part.take().expect("open").finish().await?;
+                    let open = part.get_or_insert_with(|| Part::start(self.blobs.clone(), resource_type, job.file_key(resource_type, job.progress.next_part)));
+                    open.write(&event.body).await?;
+                    if let Some(full) = part.take_if(|open| open.bytes >= self.settings.max_file_bytes) {
+                        let file = full.finish().await?;
                         job.progress.exported += file.count;
                         job.output.push(file);
                         job.progress.next_part += 1;
