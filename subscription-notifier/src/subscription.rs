@@ -1,0 +1,154 @@
+//! An R4 Subscription as the notifier uses it, parsed and checked: the criteria (a search URL of
+//! the shared query model, criteria only), the rest-hook channel (endpoint, headers, payload),
+//! the status and the end. The API refuses what does not parse, with the reasons.
+
+use fhir_core::instant::parse_range;
+use fhir_core::search::{parse_search, Criterion, ParamPath};
+use fhir_core::{Issue, IssueType};
+use serde_json::Value;
+use time::OffsetDateTime;
+
+/// Media types a payload may ask for.
+const PAYLOADS: &[&str] = &["application/fhir+json", "application/json", "application/json+fhir"];
+/// Search parameters that shape results rather than select them: meaningless for a subscription.
+const NOT_CRITERIA: &[&str] = &["_include", "_revinclude", "_sort", "_count", "_summary", "_elements", "_total", "_contained", "_containedType"];
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Subscription {
+    pub id: String,
+    pub status: String,
+    /// The type the criteria search.
+    pub resource_type: String,
+    pub criteria: Vec<Criterion>,
+    pub endpoint: String,
+    /// `Name: value` headers added to every notification (may hold secrets: never logged).
+    pub headers: Vec<(String, String)>,
+    /// The payload's media type; `None`: a notification without a body.
+    pub payload: Option<String>,
+    pub end: Option<OffsetDateTime>,
+}
+
+impl Subscription {
+    /// Whether it should be notified now (active, and not past its end).
+    pub fn is_live(&self, now: OffsetDateTime) -> bool {
+        self.status == "active" && self.end.is_none_or(|end| end > now)
+    }
+}
+
+fn invalid(path: &str, text: impl Into<String>) -> Issue {
+    Issue::error(IssueType::Invalid, text).at(path)
+}
+
+/// Parses a Subscription resource; every problem is an issue naming its element.
+pub fn parse(resource: &Value) -> Result<Subscription, Vec<Issue>> {
+    let mut issues = Vec::new();
+    let text = |name: &str| resource.get(name).and_then(Value::as_str);
+    let id = text("id").unwrap_or_default().to_string();
+    let status = text("status").unwrap_or_default().to_string();
+    let criteria_text = text("criteria").unwrap_or_default();
+    let (resource_type, criteria) = match criteria(criteria_text) {
+        Ok(parsed) => parsed,
+        Err(problem) => {
+            issues.push(invalid("Subscription.criteria", problem));
+            (String::new(), Vec::new())
+        }
+    };
+    let channel = resource.get("channel").cloned().unwrap_or(Value::Null);
+    let channel_text = |name: &str| channel.get(name).and_then(Value::as_str);
+    match channel_text("type") {
+        Some("rest-hook") => {}
+        Some(other) => issues.push(Issue::error(IssueType::NotSupported, format!("channel type '{other}' is not supported; this server delivers rest-hook")).at("Subscription.channel.type")),
+        None => issues.push(invalid("Subscription.channel.type", "a channel type is required (rest-hook)")),
+    }
+    let endpoint = channel_text("endpoint").unwrap_or_default().to_string();
+    let scheme_ok = endpoint.starts_with("https://") || endpoint.starts_with("http://");
+    if !scheme_ok || endpoint.contains(char::is_whitespace) {
+        issues.push(invalid("Subscription.channel.endpoint", "a rest-hook needs an absolute http(s) endpoint"));
+    }
+    let mut headers = Vec::new();
+    for (index, header) in channel.get("header").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default().iter().enumerate() {
+        let parsed = header.as_str().and_then(|header| header.split_once(':')).map(|(name, value)| (name.trim().to_string(), value.trim().to_string()));
+        match parsed {
+            Some((name, value)) if !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') && !value.contains(['\r', '\n']) => headers.push((name, value)),
+            _ => issues.push(invalid(&format!("Subscription.channel.header[{index}]"), "a header is 'Name: value'")),
+        }
+    }
+    let payload = match channel_text("payload") {
+        None | Some("") => None,
+        Some(media) if PAYLOADS.contains(&media) => Some(media.to_string()),
+        Some(other) => {
+            issues.push(Issue::error(IssueType::NotSupported, format!("payload '{other}' is not supported; use application/fhir+json, or none")).at("Subscription.channel.payload"));
+            None
+        }
+    };
+    let end = match text("end") {
+        None => None,
+        Some(end) => match parse_range(end) {
+            Some((instant, _)) => Some(instant),
+            None => {
+                issues.push(invalid("Subscription.end", "end is not an instant"));
+                None
+            }
+        },
+    };
+    if issues.is_empty() {
+        Ok(Subscription { id, status, resource_type, criteria, endpoint, headers, payload, end })
+    } else {
+        Err(issues)
+    }
+}
+
+/// `Type?criteria`: the type and its criteria, which must all select (no `_include`, `_sort`,
+/// ...) and be decidable on one resource (no chains or `_has`).
+fn criteria(text: &str) -> Result<(String, Vec<Criterion>), String> {
+    let (resource_type, query) = text.split_once('?').unwrap_or((text, ""));
+    if !fhir_core::definitions::r4().is_resource_type(resource_type) {
+        return Err(format!("criteria must be a search of a resource type, such as Observation?code=1234-5 (got '{}')", text.chars().take(100).collect::<String>()));
+    }
+    let params: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+    if let Some((name, _)) = params.iter().find(|(name, _)| NOT_CRITERIA.contains(&name.split(':').next().unwrap_or(name))) {
+        return Err(format!("criteria select resources: {name} has no meaning in a subscription"));
+    }
+    let parsed = parse_search(vec![resource_type.to_string()], &params, true).map_err(|issues| {
+        issues.iter().map(|issue| issue.diagnostics.clone()).collect::<Vec<_>>().join("; ")
+    })?;
+    if parsed.criteria.iter().any(|criterion| !matches!(criterion.path, ParamPath::Direct { .. })) {
+        return Err("chained parameters and _has are not supported in subscription criteria".into());
+    }
+    Ok((resource_type.to_string(), parsed.criteria))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn subscription(criteria: &str, channel: Value) -> Value {
+        json!({ "resourceType": "Subscription", "id": "s1", "status": "requested", "reason": "test", "criteria": criteria, "channel": channel })
+    }
+
+    #[test]
+    fn valid_and_invalid_subscriptions() {
+        let hook = json!({ "type": "rest-hook", "endpoint": "https://example.org/hook", "payload": "application/fhir+json", "header": ["Authorization: Bearer secret"] });
+        let parsed = parse(&subscription("Observation?code=http://loinc.org|1234-5&status=final", hook.clone())).unwrap();
+        assert_eq!(parsed.resource_type, "Observation");
+        assert_eq!(parsed.criteria.len(), 2);
+        assert_eq!(parsed.headers, vec![("Authorization".to_string(), "Bearer secret".to_string())]);
+        assert_eq!(parsed.payload.as_deref(), Some("application/fhir+json"));
+        assert!(parse(&subscription("Patient", hook.clone())).is_ok(), "every Patient");
+        for (criteria, expected) in [
+            ("Observation?_include=Observation:subject", "_include"),
+            ("Observation?_sort=date", "_sort"),
+            ("Observation?nope=1", "nope"),
+            ("Observation?subject.name=x", "chained"),
+            ("Nope?x=1", "resource type"),
+        ] {
+            let issues = parse(&subscription(criteria, hook.clone())).unwrap_err();
+            assert!(issues[0].diagnostics.contains(expected), "{criteria}: {issues:?}");
+        }
+        let issues = parse(&subscription("Patient", json!({ "type": "email", "endpoint": "mailto:x@example.org" }))).unwrap_err();
+        assert_eq!(issues.len(), 2, "{issues:?}");
+        assert!(parse(&subscription("Patient", json!({ "type": "rest-hook", "endpoint": "https://x", "payload": "text/csv" }))).is_err());
+        assert!(parse(&subscription("Patient", json!({ "type": "rest-hook", "endpoint": "https://x", "header": ["no colon"] }))).is_err());
+    }
+}
