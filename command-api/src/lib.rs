@@ -15,7 +15,8 @@
 //! - [`write`]: the optimistic write path with retries; [`locks`]: per-criteria locks for
 //!   conditional writes.
 //! - [`handlers`]: the routes and one file per family of interactions; [`transaction`]: batch
-//!   and transaction Bundles.
+//!   and transaction Bundles; [`subscriptions`]: Subscriptions checked as they are written, and
+//!   their `$status` and `$resend`.
 //! - [`respond`] and [`error`]: response building, and the one place errors become statuses.
 
 pub mod access;
@@ -30,6 +31,7 @@ pub mod reach;
 pub mod resource;
 pub mod respond;
 pub mod state;
+pub mod subscriptions;
 pub mod tenancy;
 pub mod transaction;
 pub mod write;

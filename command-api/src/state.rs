@@ -13,6 +13,7 @@ use fhir_core::search::SearchQuery;
 use crate::audit::AuditTrail;
 use crate::auth::Authenticator;
 use crate::error::{ApiError, ApiResult};
+pub use crate::subscriptions::Subscriptions;
 use audit_log::AuditStore;
 
 /// The history read model, as the API sees it. The binary wires in the projector's store.
@@ -96,6 +97,15 @@ pub struct AppState {
     pub blobs: Blobs,
     /// Bulk export jobs, and the worker to wake when one is kicked off.
     pub exports: Exports,
+    /// Where notifications may go, and the notifier's queue.
+    pub subscriptions: Subscriptions,
+}
+
+/// What the API works with besides the log and the read models.
+pub struct Services {
+    pub blobs: Blobs,
+    pub exports: Exports,
+    pub subscriptions: Subscriptions,
 }
 
 /// Where export jobs are kept, and how a kick-off wakes the worker.
@@ -145,12 +155,12 @@ impl AppState {
         config: ApiConfig,
         authenticator: Arc<dyn Authenticator>,
         audit: Option<Arc<dyn AuditStore>>,
-        blobs: Blobs,
-        exports: Exports,
+        services: Services,
     ) -> Arc<Self> {
+        let Services { blobs, exports, subscriptions } = services;
         let capability_statement = crate::handlers::capability_statement(&config);
         let audit = audit.map(AuditTrail::start);
-        Arc::new(AppState { log, history, search, config, conditional_locks: Default::default(), capability_statement, authenticator, audit, blobs, exports })
+        Arc::new(AppState { log, history, search, config, conditional_locks: Default::default(), capability_statement, authenticator, audit, blobs, exports, subscriptions })
     }
 }
 

@@ -99,6 +99,10 @@ pub async fn append_one(
     operation: Operation,
     resource: Option<Resource>,
 ) -> ApiResult<Written> {
+    let mut resource = resource;
+    if let Some(resource) = resource.as_mut().filter(|_| key.resource_type == "Subscription") {
+        crate::subscriptions::prepare(state, resource)?;
+    }
     let interaction = if operation == Operation::Create { Interaction::Create } else { Interaction::Update };
     principal.check_write(interaction, None, resource.as_ref())?;
     let version = expected.next_version();

@@ -53,6 +53,52 @@ pub struct Config {
     pub blob_url_secret: Option<String>,
     /// Bulk `$export`.
     pub export: ExportConfig,
+    /// Rest-hook Subscriptions.
+    pub subscriptions: SubscriptionsConfig,
+}
+
+/// Rest-hook Subscriptions.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SubscriptionsConfig {
+    /// Whether this process runs the notifier (its queue is `notifier.db` in the data directory;
+    /// in AWS mode, run it in one process only).
+    pub run_notifier: bool,
+    /// Hosts exempt from the https rule and from the refusal of private addresses, e.g.
+    /// `["127.0.0.1"]` to notify a receiver on this machine.
+    pub allowed_hosts: Vec<String>,
+    /// Longest wait for an endpoint's answer, in milliseconds.
+    pub timeout_ms: u64,
+    /// Attempts of one notification before the subscription goes to `error`.
+    pub max_attempts: u32,
+    /// The first retry's wait in milliseconds; each further one doubles, up to `max_backoff_ms`.
+    pub base_backoff_ms: u64,
+    pub max_backoff_ms: u64,
+    /// Notifications in flight at once.
+    pub concurrency: usize,
+}
+
+impl Default for SubscriptionsConfig {
+    fn default() -> Self {
+        SubscriptionsConfig { run_notifier: true, allowed_hosts: Vec::new(), timeout_ms: 10_000, max_attempts: 8, base_backoff_ms: 1_000, max_backoff_ms: 300_000, concurrency: 64 }
+    }
+}
+
+impl SubscriptionsConfig {
+    pub fn policy(&self) -> subscription_notifier::EndpointPolicy {
+        subscription_notifier::EndpointPolicy { allowed_hosts: self.allowed_hosts.clone() }
+    }
+
+    pub fn settings(&self) -> subscription_notifier::Settings {
+        subscription_notifier::Settings {
+            timeout: std::time::Duration::from_millis(self.timeout_ms),
+            max_attempts: self.max_attempts.max(1),
+            base_backoff: std::time::Duration::from_millis(self.base_backoff_ms),
+            max_backoff: std::time::Duration::from_millis(self.max_backoff_ms),
+            concurrency: self.concurrency.max(1),
+            ..subscription_notifier::Settings::default()
+        }
+    }
 }
 
 /// Bulk `$export` jobs.
@@ -284,6 +330,7 @@ impl Default for Config {
             download_url_ttl_secs: 3600,
             blob_url_secret: None,
             export: ExportConfig::default(),
+            subscriptions: SubscriptionsConfig::default(),
         }
     }
 }

@@ -20,6 +20,7 @@ pub mod config;
 pub mod exports;
 pub mod history_index;
 pub mod import;
+pub mod notifier;
 pub mod reindex_client;
 pub mod search_backend;
 pub mod search_slot;

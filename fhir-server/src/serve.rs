@@ -79,6 +79,7 @@ pub struct Embedded {
     stop_projectors: watch::Sender<bool>,
     history_projector: tokio::task::JoinHandle<()>,
     export_worker: Option<tokio::task::JoinHandle<()>>,
+    notifier: Vec<tokio::task::JoinHandle<()>>,
     api: Arc<command_api::AppState>,
     router: axum::Router,
 }
@@ -104,10 +105,12 @@ impl Embedded {
         let history = Arc::new(ProjectedHistory(history));
         let jobs = crate::exports::embedded_store(&config.data_dir)?;
         // One process per data directory: its worker takes its own unfinished jobs back at once.
-        let (exports, export_worker) = crate::exports::start(config, "embedded".into(), jobs, history.clone(), dyn_log.clone(), &blobs, projectors_stopped);
-        let api = command_api::AppState::new(dyn_log, history, Arc::new(IndexedSearch(search.clone())), api_config.clone(), authenticator, audit, blobs, exports);
+        let (exports, export_worker) = crate::exports::start(config, "embedded".into(), jobs, history.clone(), dyn_log.clone(), &blobs, projectors_stopped.clone());
+        let (subscriptions, notifier) = crate::notifier::start(config, dyn_log.clone(), projectors_stopped)?;
+        let services = command_api::state::Services { blobs, exports, subscriptions };
+        let api = command_api::AppState::new(dyn_log, history, Arc::new(IndexedSearch(search.clone())), api_config.clone(), authenticator, audit, services);
         let router = command_api::router_for(api.clone()).merge(crate::admin::routes(&api_config.base_path, search.clone()));
-        Ok(Embedded { _lock: lock, log, search, stop_projectors, history_projector, export_worker, api, router })
+        Ok(Embedded { _lock: lock, log, search, stop_projectors, history_projector, export_worker, notifier, api, router })
     }
 
     /// The API (and the admin routes) to serve.
@@ -134,8 +137,8 @@ impl Embedded {
         let _ = self.stop_projectors.send(true);
         self.search.stop();
         let _ = self.history_projector.await;
-        if let Some(worker) = self.export_worker {
-            let _ = worker.await;
+        for task in self.export_worker.into_iter().chain(self.notifier) {
+            let _ = task.await;
         }
         self.log.close().await;
         tracing::info!("event log closed");

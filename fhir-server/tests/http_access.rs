@@ -85,6 +85,7 @@ async fn every_interaction_for_every_default_group() {
             ("$export", "GET", "$export?_type=Patient".into(), None, vec![("prefer", "respond-async")], [true, false, true, false]),
             ("$export of every type", "GET", "$export".into(), None, vec![("prefer", "respond-async")], [true, true, true, false]),
             ("Patient/$export", "GET", "Patient/$export?_type=Patient,Observation".into(), None, vec![("prefer", "respond-async")], [true, false, false, false]),
+            ("Subscription create", "POST", "Subscription".into(), Some((FHIR, json!({ "resourceType": "Subscription", "status": "requested", "reason": "matrix", "criteria": "Observation?code=never-1", "channel": { "type": "rest-hook", "endpoint": "https://example.org/hook" } }))), vec![], [true, false, false, false]),
             ("$validate", "POST", "Patient/$validate".into(), Some((FHIR, patient("V"))), vec![], [true, false, false, false]),
             ("create", "POST", "Patient".into(), Some((FHIR, patient("New"))), vec![], [true, false, false, false]),
             ("conditional create", "POST", "Patient".into(), Some((FHIR, patient("Cond"))), vec![("if-none-exist", "family=Cond")], [true, false, false, false]),

@@ -15,6 +15,18 @@ use crate::error::{ApiError, ApiResult};
 use crate::negotiate::RequestContext;
 use crate::state::AppState;
 
+/// `POST [base]/[type]/[id]/$[operation]`: the instance operations that change something.
+pub async fn instance_operation(
+    State(state): State<Arc<AppState>>,
+    FhirPath((resource_type, id, operation)): FhirPath<(String, String, String)>,
+    context: RequestContext,
+) -> ApiResult<Response> {
+    match (resource_type.as_str(), operation.as_str()) {
+        ("Subscription", "$resend") => crate::subscriptions::resend(&state, &context, &id).await,
+        _ => Err(ApiError::NotFound(format!("operation {operation} is not supported on a {resource_type} instance"))),
+    }
+}
+
 /// `GET [base]/[compartment type]/[id]/[type or * or $everything]`.
 pub async fn compartment_search(
     State(state): State<Arc<AppState>>,
@@ -24,6 +36,9 @@ pub async fn compartment_search(
     instance_key(&context.tenant, &compartment_type, &id)?;
     if target == "$everything" {
         return everything(&state, &context, &compartment_type, &id).await;
+    }
+    if compartment_type == "Subscription" && target == "$status" {
+        return crate::subscriptions::status(&state, &context, &id).await;
     }
     if compartment_type == "Binary" && target == "$download-url" {
         return super::binary::download_url_route(&state, &context, &id).await;

@@ -56,7 +56,7 @@ pub fn routes(state: Arc<AppState>) -> Router {
             get(instance::read).put(instance::update).delete(instance::delete).patch(instance::patch).post(type_level::operation),
         )
         .route("/{type}/{id}/_history", get(history::instance_history))
-        .route("/{type}/{id}/{compartment}", get(compartment::compartment_search))
+        .route("/{type}/{id}/{compartment}", get(compartment::compartment_search).post(compartment::instance_operation))
         .route("/{type}/{id}/_history/{version}", get(instance::vread))
         .method_not_allowed_fallback(method_not_allowed)
         .route_layer(axum::middleware::from_fn(crate::access::authorize))

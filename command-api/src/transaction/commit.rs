@@ -418,7 +418,14 @@ async fn read_heads(state: &AppState, identities: &[Identity]) -> ApiResult<Vec<
 /// What one entry writes, against its stream's head, if the principal reaches both the
 /// current version and the new one (see [`crate::reach`]).
 fn decide_one<'e>(state: &AppState, principal: &Principal, entry: &'e BundleEntry, key: &StreamKey, fresh: bool, latest: Option<&Event>) -> ApiResult<Decision<'e>> {
-    let decision = decide_unchecked(state, entry, key, fresh, latest)?;
+    let mut decision = decide_unchecked(state, entry, key, fresh, latest)?;
+    if let Decision::Write(Write { resource: Some(resource), .. }) = &mut decision {
+        if key.resource_type == "Subscription" {
+            let mut prepared = resource.clone().into_owned();
+            crate::subscriptions::prepare(state, &mut prepared)?;
+            *resource = Cow::Owned(prepared);
+        }
+    }
     let live = latest.filter(|event| event.operation != Operation::Delete).map(|event| &event.body[..]);
     let (interaction, new) = match &decision {
         Decision::Write(write) => match write.operation {

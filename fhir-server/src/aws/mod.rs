@@ -158,7 +158,10 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Ou
     let jobs = crate::exports::aws_store(&config, clients.dynamodb.clone());
     let (exports, export_worker) = crate::exports::start(&config, worker_id(), jobs, history_port.clone(), log.clone(), &blobs, stopped.clone());
     tasks.extend(export_worker);
-    let api = command_api::AppState::new(log, history_port, search_port, config.api_config(), crate::auth::authenticator(&config.auth)?, audit, blobs, exports);
+    let (subscriptions, notifier) = crate::notifier::start(&config, log.clone(), stopped.clone())?;
+    tasks.extend(notifier);
+    let services = command_api::state::Services { blobs, exports, subscriptions };
+    let api = command_api::AppState::new(log, history_port, search_port, config.api_config(), crate::auth::authenticator(&config.auth)?, audit, services);
     let app = command_api::router_for(api).into_make_service_with_connect_info::<std::net::SocketAddr>();
     tracing::info!(%address, base_path = %config.base_path, stream = %aws.stream, "fhir server listening (AWS mode)");
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await.context("http server failed")?;
