@@ -21,6 +21,8 @@ pub fn start(config: &Config, log: Arc<dyn EventLog>, stopped: watch::Receiver<b
     }
     std::fs::create_dir_all(&config.data_dir).with_context(|| format!("cannot create {}", config.data_dir.display()))?;
     let store = Arc::new(subscription_notifier::NotifierStore::open(&config.data_dir.join(NOTIFIER_FILE)).context("cannot open the subscription queue")?);
-    let tasks = subscription_notifier::start(store.clone(), log, policy.clone(), config.subscriptions.settings(), stopped);
+    let base_url = config.public_base_url.clone().unwrap_or_else(|| format!("http://{}{}", config.listen, config.base_path)).trim_end_matches('/').to_string();
+    let settings = subscription_notifier::Settings { base_url, tenant_paths: config.multi_tenancy, ..config.subscriptions.settings() };
+    let tasks = subscription_notifier::start(store.clone(), log, policy.clone(), settings, stopped);
     Ok((Subscriptions { policy, notifier: Some(store) }, tasks.into()))
 }

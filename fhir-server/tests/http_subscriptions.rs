@@ -130,3 +130,27 @@ async fn subscriptions_are_checked_activated_notified_and_recover_from_errors() 
     assert_eq!(server.get("Subscription/nope/$status").await.status(), 404);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn topic_based_subscriptions_of_the_backport_ig() {
+    const BACKPORT: &str = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition";
+    let server = TestServer::start_with(|config| config.subscriptions.allowed_hosts = vec!["127.0.0.1".into()]).await;
+    let (receiver, base) = receiver().await;
+    let topic_subscription = |topic: &str| {
+        json!({ "resourceType": "Subscription", "status": "requested", "reason": "test", "criteria": topic,
+            "_criteria": { "extension": [{ "url": format!("{BACKPORT}/backport-filter-criteria"), "valueString": "Observation?code=1234-5" }] },
+            "channel": { "type": "rest-hook", "endpoint": format!("{base}/topic"), "payload": "application/fhir+json",
+                "_payload": { "extension": [{ "url": format!("{BACKPORT}/backport-payload-content"), "valueCode": "id-only" }] } } })
+    };
+    let unknown = json_with_status(server.post_json("Subscription", &topic_subscription("http://example.org/topic/admission")).await, 400).await;
+    assert!(unknown.to_string().contains("https://fhir-server.dev/SubscriptionTopic/"), "the answer names this server's topics: {unknown}");
+    let created = server.create(topic_subscription("https://fhir-server.dev/SubscriptionTopic/Observation")).await;
+    assert_eq!(created["status"], "active");
+    server.create(observation("1234-5")).await;
+    eventually(10, "a notification Bundle", || !receiver.received.lock().unwrap().is_empty()).await;
+    assert_eq!(receiver.received.lock().unwrap()[0], ("POST".to_string(), "topic".to_string()));
+    let metadata = json_with_status(server.get("metadata").await, 200).await;
+    let subscription = metadata["rest"][0]["resource"].as_array().unwrap().iter().find(|r| r["type"] == "Subscription").unwrap().clone();
+    assert!(subscription["supportedProfile"].to_string().contains("backport-subscription"));
+    server.stop().await;
+}

@@ -6,8 +6,10 @@
 //! notifications are kept as failed, for `$status` to show and `$resend` to queue again.
 //!
 //! Notifications follow the R4 rest-hook channel: without a payload, an empty `POST` to the
-//! endpoint; with one, a `PUT` of the resource to `[endpoint]/[type]/[id]`. The channel's headers
-//! are added; they may carry secrets, so they are never logged.
+//! endpoint; with one, a `PUT` of the resource to `[endpoint]/[type]/[id]`. A topic-based
+//! subscription (Backport IG) gets a `POST` of a `history` Bundle: its status as a Parameters
+//! resource, with the event, then the focus by id or whole. The channel's headers are added; they
+//! may carry secrets, so they are never logged.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -20,7 +22,7 @@ use tokio::sync::{watch, Semaphore};
 
 use crate::safety::EndpointPolicy;
 use crate::store::{Delivery, NotifierStore};
-use crate::subscription::Subscription;
+use crate::subscription::{Content, Subscription, Topic};
 
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -35,6 +37,10 @@ pub struct Settings {
     pub concurrency: usize,
     /// How long delivered notifications are remembered (for the latency figures).
     pub keep_delivered: Duration,
+    /// The server's base URL, for the references in topic-based notifications.
+    pub base_url: String,
+    /// Whether each tenant's base is `{base_url}/tenant/{id}` (multi-tenancy).
+    pub tenant_paths: bool,
 }
 
 impl Default for Settings {
@@ -46,6 +52,8 @@ impl Default for Settings {
             max_backoff: Duration::from_secs(300),
             concurrency: 64,
             keep_delivered: Duration::from_secs(3600),
+            base_url: "http://localhost:8080/fhir".into(),
+            tenant_paths: false,
         }
     }
 }
@@ -143,11 +151,16 @@ impl Dispatcher {
 
     async fn send(&self, subscription: &Subscription, delivery: &Delivery) -> Result<(), String> {
         self.policy.check_addresses(&subscription.endpoint).await?;
-        let mut request = match &subscription.payload {
-            None => self.client.post(&subscription.endpoint),
-            Some(media) => {
-                let events = self.log.read_positions(&[delivery.position]).await.map_err(|error| format!("reading the log: {error}"))?;
-                let body = events.into_iter().next().map(|event| event.body).ok_or("the notified version is not in the log")?;
+        let mut request = match (&subscription.topic, &subscription.payload) {
+            (Some(topic), media) => {
+                let event = self.event(delivery).await?;
+                let bundle = self.notification(subscription, topic, delivery, &event);
+                let media = media.as_deref().unwrap_or("application/fhir+json");
+                self.client.post(&subscription.endpoint).header("content-type", media).body(serde_json::to_vec(&bundle).map_err(|error| error.to_string())?)
+            }
+            (None, None) => self.client.post(&subscription.endpoint),
+            (None, Some(media)) => {
+                let body = self.event(delivery).await?.body;
                 let url = format!("{}/{}/{}", subscription.endpoint.trim_end_matches('/'), delivery.resource_type, delivery.resource_id);
                 self.client.put(url).header("content-type", media.as_str()).body(body)
             }
@@ -161,6 +174,61 @@ impl Dispatcher {
         } else {
             Err(format!("the endpoint answered {}", response.status()))
         }
+    }
+
+    /// The notified version.
+    async fn event(&self, delivery: &Delivery) -> Result<event_log::Event, String> {
+        let events = self.log.read_positions(&[delivery.position]).await.map_err(|error| format!("reading the log: {error}"))?;
+        events.into_iter().next().ok_or_else(|| "the notified version is not in the log".to_string())
+    }
+
+    /// A Backport IG notification: a `history` Bundle whose first entry is the subscription's
+    /// status (a Parameters resource, with the event), then the focus, by id or whole.
+    fn notification(&self, subscription: &Subscription, topic: &Topic, delivery: &Delivery, event: &event_log::Event) -> Value {
+        let base = if self.settings.tenant_paths { format!("{}/tenant/{}", self.settings.base_url, delivery.tenant) } else { self.settings.base_url.clone() };
+        let focus = format!("{base}/{}/{}", delivery.resource_type, delivery.resource_id);
+        let timestamp = fhir_core::instant::from_unix_millis(delivery.event_ms).map(fhir_core::instant::format_instant);
+        let mut event_parts = vec![json!({ "name": "event-number", "valueString": delivery.event_number.to_string() }), json!({ "name": "timestamp", "valueInstant": timestamp })];
+        if topic.content != Content::Empty {
+            event_parts.push(json!({ "name": "focus", "valueReference": { "reference": focus } }));
+        }
+        let status = json!({
+            "resourceType": "Parameters",
+            "meta": { "profile": ["http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-subscription-status-r4"] },
+            "parameter": [
+                { "name": "subscription", "valueReference": { "reference": format!("{base}/Subscription/{}", subscription.id) } },
+                { "name": "topic", "valueCanonical": topic.url },
+                { "name": "status", "valueCode": subscription.status },
+                { "name": "type", "valueCode": "event-notification" },
+                { "name": "events-since-subscription-start", "valueString": delivery.event_number.to_string() },
+                { "name": "notification-event", "part": event_parts },
+            ]
+        });
+        let mut entries = vec![json!({
+            "fullUrl": format!("urn:uuid:{}", uuid::Uuid::new_v4()),
+            "resource": status,
+            "request": { "method": "GET", "url": format!("{base}/Subscription/{}/$status", subscription.id) },
+            "response": { "status": "200" }
+        })];
+        if topic.content != Content::Empty {
+            let created = event.version == 1;
+            let mut entry = json!({
+                "fullUrl": focus,
+                "request": { "method": if created { "POST" } else { "PUT" }, "url": if created { delivery.resource_type.clone() } else { format!("{}/{}", delivery.resource_type, delivery.resource_id) } },
+                "response": { "status": if created { "201" } else { "200" } }
+            });
+            if topic.content == Content::FullResource {
+                entry["resource"] = serde_json::from_slice(&event.body).unwrap_or(Value::Null);
+            }
+            entries.push(entry);
+        }
+        json!({
+            "resourceType": "Bundle",
+            "id": uuid::Uuid::new_v4().to_string(),
+            "type": "history",
+            "timestamp": fhir_core::instant::format_instant(fhir_core::instant::now()),
+            "entry": entries
+        })
     }
 
     async fn failed(&self, subscription: &Subscription, delivery: &Delivery, why: &str) {

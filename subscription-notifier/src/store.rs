@@ -24,6 +24,8 @@ CREATE TABLE IF NOT EXISTS subscriptions (
     id TEXT NOT NULL,
     version INTEGER NOT NULL,
     body TEXT NOT NULL,
+    -- Notifications queued since the subscription started (numbers its events).
+    events INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (tenant, id)
 );
 CREATE TABLE IF NOT EXISTS deliveries (
@@ -34,6 +36,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
     resource_type TEXT NOT NULL,
     resource_id TEXT NOT NULL,
     event_ms INTEGER NOT NULL,
+    event_number INTEGER NOT NULL,
     state TEXT NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
     next_ms INTEGER NOT NULL DEFAULT 0,
@@ -69,6 +72,8 @@ pub struct Delivery {
     pub resource_id: String,
     /// When the event was committed (Unix ms): latency is measured from here.
     pub event_ms: i64,
+    /// The how-manieth notification of its subscription this is (from 1).
+    pub event_number: u64,
     pub attempts: u32,
 }
 
@@ -143,10 +148,11 @@ impl NotifierStore {
             {
                 let mut insert = transaction
                     .prepare_cached(
-                        "INSERT INTO deliveries (tenant, subscription, position, resource_type, resource_id, event_ms, state)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending')",
+                        "INSERT INTO deliveries (tenant, subscription, position, resource_type, resource_id, event_ms, event_number, state)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending')",
                     )
                     .map_err(storage)?;
+                let mut count = transaction.prepare_cached("UPDATE subscriptions SET events = events + 1 WHERE tenant = ?1 AND id = ?2 RETURNING events").map_err(storage)?;
                 let now = fhir_core::instant::now();
                 for event in events {
                     let key = &event.key;
@@ -188,8 +194,9 @@ impl NotifierStore {
                     for subscription in interested {
                         if candidate.matches(&subscription.criteria) == Ok(true) {
                             let event_ms = fhir_core::instant::unix_millis(event.recorded_at);
+                            let number: i64 = count.query_row(params![key.tenant, subscription.id], |row| row.get(0)).map_err(storage)?;
                             insert
-                                .execute(params![key.tenant, subscription.id, event.position as i64, key.resource_type, key.id, event_ms])
+                                .execute(params![key.tenant, subscription.id, event.position as i64, key.resource_type, key.id, event_ms, number])
                                 .map_err(storage)?;
                             queued += 1;
                         }
@@ -223,7 +230,7 @@ impl NotifierStore {
         self.with(|connection| {
             let mut statement = connection
                 .prepare_cached(
-                    "SELECT seq, position, resource_type, resource_id, event_ms, attempts, next_ms FROM deliveries
+                    "SELECT seq, position, resource_type, resource_id, event_ms, attempts, next_ms, event_number FROM deliveries
                      WHERE tenant = ?1 AND subscription = ?2 AND state = 'pending' ORDER BY seq LIMIT 1",
                 )
                 .map_err(storage)?;
@@ -231,14 +238,23 @@ impl NotifierStore {
             for (tenant, subscription) in live {
                 let head = statement
                     .query_row(params![tenant, subscription], |row| {
-                        Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?, row.get::<_, String>(2)?, row.get::<_, String>(3)?, row.get::<_, i64>(4)?, row.get::<_, i64>(5)?, row.get::<_, i64>(6)?))
+                        let delivery = Delivery {
+                            seq: row.get(0)?,
+                            tenant: tenant.clone(),
+                            subscription: subscription.clone(),
+                            position: row.get::<_, i64>(1)? as u64,
+                            resource_type: row.get(2)?,
+                            resource_id: row.get(3)?,
+                            event_ms: row.get(4)?,
+                            event_number: row.get::<_, i64>(7)? as u64,
+                            attempts: row.get::<_, i64>(5)? as u32,
+                        };
+                        Ok((delivery, row.get::<_, i64>(6)?))
                     })
                     .optional()
                     .map_err(storage)?;
-                if let Some((seq, position, resource_type, resource_id, event_ms, attempts, next_ms)) = head {
-                    if next_ms <= now_ms {
-                        due.push(Delivery { seq, tenant, subscription, position: position as u64, resource_type, resource_id, event_ms, attempts: attempts as u32 });
-                    }
+                if let Some((delivery, _)) = head.filter(|(_, next_ms)| *next_ms <= now_ms) {
+                    due.push(delivery);
                 }
                 if due.len() >= limit {
                     break;

@@ -1,12 +1,37 @@
 //! An R4 Subscription as the notifier uses it, parsed and checked: the criteria (a search URL of
 //! the shared query model, criteria only), the rest-hook channel (endpoint, headers, payload),
 //! the status and the end. The API refuses what does not parse, with the reasons.
+//!
+//! A Subscription of the Subscriptions Backport IG names a topic in `criteria` instead. This
+//! server's topics are one per resource type, [`TOPIC_BASE`]`/{type}`: a resource of that type is
+//! created or updated. Its `backport-filter-criteria` extensions (`Observation?code=...`, all of
+//! which must match) narrow it, and `backport-payload-content` says what a notification carries
+//! (`empty`, `id-only`, `full-resource`).
 
 use fhir_core::instant::parse_range;
 use fhir_core::search::{parse_search, Criterion, ParamPath};
 use fhir_core::{Issue, IssueType};
 use serde_json::Value;
 use time::OffsetDateTime;
+
+/// This server's subscription topics: `{TOPIC_BASE}/{resource type}`.
+pub const TOPIC_BASE: &str = "https://fhir-server.dev/SubscriptionTopic";
+const BACKPORT: &str = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition";
+
+/// What a topic-based notification carries besides its status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Content {
+    Empty,
+    IdOnly,
+    FullResource,
+}
+
+/// A Backport IG subscription's topic and content.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Topic {
+    pub url: String,
+    pub content: Content,
+}
 
 /// Media types a payload may ask for.
 const PAYLOADS: &[&str] = &["application/fhir+json", "application/json", "application/json+fhir"];
@@ -26,6 +51,8 @@ pub struct Subscription {
     /// The payload's media type; `None`: a notification without a body.
     pub payload: Option<String>,
     pub end: Option<OffsetDateTime>,
+    /// Set for a topic-based subscription (Backport IG): notifications are Bundles.
+    pub topic: Option<Topic>,
 }
 
 impl Subscription {
@@ -46,7 +73,9 @@ pub fn parse(resource: &Value) -> Result<Subscription, Vec<Issue>> {
     let id = text("id").unwrap_or_default().to_string();
     let status = text("status").unwrap_or_default().to_string();
     let criteria_text = text("criteria").unwrap_or_default();
-    let (resource_type, criteria) = match criteria(criteria_text) {
+    let topic_based = criteria_text.starts_with("http://") || criteria_text.starts_with("https://");
+    let parsed = if topic_based { topic_criteria(resource, criteria_text) } else { criteria(criteria_text) };
+    let (resource_type, criteria) = match parsed {
         Ok(parsed) => parsed,
         Err(problem) => {
             issues.push(invalid("Subscription.criteria", problem));
@@ -73,7 +102,19 @@ pub fn parse(resource: &Value) -> Result<Subscription, Vec<Issue>> {
             _ => issues.push(invalid(&format!("Subscription.channel.header[{index}]"), "a header is 'Name: value'")),
         }
     }
+    let content = match extension(channel.get("_payload"), "backport-payload-content").and_then(Value::as_str) {
+        None | Some("id-only") => Content::IdOnly,
+        Some("empty") => Content::Empty,
+        Some("full-resource") => Content::FullResource,
+        Some(other) => {
+            issues.push(invalid("Subscription.channel.payload", format!("payload content '{other}' is not empty, id-only or full-resource")));
+            Content::IdOnly
+        }
+    };
+    let topic = topic_based.then(|| Topic { url: criteria_text.to_string(), content });
     let payload = match channel_text("payload") {
+        // A topic-based notification is a Bundle, in JSON unless said otherwise.
+        None | Some("") if topic.is_some() => Some(PAYLOADS[0].to_string()),
         None | Some("") => None,
         Some(media) if PAYLOADS.contains(&media) => Some(media.to_string()),
         Some(other) => {
@@ -92,10 +133,40 @@ pub fn parse(resource: &Value) -> Result<Subscription, Vec<Issue>> {
         },
     };
     if issues.is_empty() {
-        Ok(Subscription { id, status, resource_type, criteria, endpoint, headers, payload, end })
+        Ok(Subscription { id, status, resource_type, criteria, endpoint, headers, payload, end, topic })
     } else {
         Err(issues)
     }
+}
+
+/// The value of the Backport IG extension `name` on an element's `_element` object.
+fn extension<'a>(element: Option<&'a Value>, name: &str) -> Option<&'a Value> {
+    let url = format!("{BACKPORT}/{name}");
+    element?.get("extension")?.as_array()?.iter().find(|extension| extension.get("url").and_then(Value::as_str) == Some(url.as_str())).and_then(|extension| {
+        extension.as_object()?.iter().find(|(key, _)| key.starts_with("value")).map(|(_, value)| value)
+    })
+}
+
+/// A topic's type, and the criteria of its filters (every `backport-filter-criteria`, which must
+/// all search that type).
+fn topic_criteria(resource: &Value, url: &str) -> Result<(String, Vec<Criterion>), String> {
+    let resource_type = url
+        .strip_prefix(TOPIC_BASE)
+        .and_then(|rest| rest.strip_prefix('/'))
+        .filter(|t| fhir_core::definitions::r4().is_resource_type(t))
+        .ok_or_else(|| format!("unknown topic; this server's topics are {TOPIC_BASE}/{{resource type}} (a resource of that type is created or updated)"))?;
+    let url = format!("{BACKPORT}/backport-filter-criteria");
+    let filters = resource.get("_criteria").and_then(|element| element.get("extension")).and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    let mut all = Vec::new();
+    for filter in filters.iter().filter(|extension| extension.get("url").and_then(Value::as_str) == Some(url.as_str())) {
+        let text = filter.get("valueString").and_then(Value::as_str).ok_or("a filter criteria extension needs a valueString")?;
+        let (filter_type, filter_criteria) = criteria(text)?;
+        if filter_type != resource_type {
+            return Err(format!("the filter '{text}' searches {filter_type}, not the topic's {resource_type}"));
+        }
+        all.extend(filter_criteria);
+    }
+    Ok((resource_type.to_string(), all))
 }
 
 /// `Type?criteria`: the type and its criteria, which must all select (no `_include`, `_sort`,
@@ -150,5 +221,22 @@ mod tests {
         assert_eq!(issues.len(), 2, "{issues:?}");
         assert!(parse(&subscription("Patient", json!({ "type": "rest-hook", "endpoint": "https://x", "payload": "text/csv" }))).is_err());
         assert!(parse(&subscription("Patient", json!({ "type": "rest-hook", "endpoint": "https://x", "header": ["no colon"] }))).is_err());
+    }
+
+    #[test]
+    fn backport_topic_subscriptions() {
+        let filter = |value: &str| json!({ "url": format!("{BACKPORT}/backport-filter-criteria"), "valueString": value });
+        let mut resource = subscription(&format!("{TOPIC_BASE}/Observation"), json!({ "type": "rest-hook", "endpoint": "https://x/hook",
+            "_payload": { "extension": [{ "url": format!("{BACKPORT}/backport-payload-content"), "valueCode": "full-resource" }] } }));
+        resource["_criteria"] = json!({ "extension": [filter("Observation?code=1234-5"), filter("Observation?status=final")] });
+        let parsed = parse(&resource).unwrap();
+        assert_eq!(parsed.resource_type, "Observation");
+        assert_eq!(parsed.criteria.len(), 2, "every filter must match");
+        assert_eq!(parsed.topic, Some(Topic { url: format!("{TOPIC_BASE}/Observation"), content: Content::FullResource }));
+        assert_eq!(parsed.payload.as_deref(), Some("application/fhir+json"));
+        resource["_criteria"] = json!({ "extension": [filter("Patient?name=x")] });
+        assert!(parse(&resource).unwrap_err()[0].diagnostics.contains("not the topic's"));
+        resource["criteria"] = json!("http://example.org/topics/admission");
+        assert!(parse(&resource).unwrap_err()[0].diagnostics.contains("unknown topic"));
     }
 }

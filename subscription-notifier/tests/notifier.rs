@@ -269,3 +269,49 @@ async fn retries_that_run_out_put_the_subscription_in_error_and_resend_delivers(
     assert_eq!(store.resend(TENANT, "s").unwrap(), 2);
     until(&receiver.received, 10, "both resent", |received| received.get("broken").map_or(0, Vec::len) == 2).await;
 }
+
+#[tokio::test]
+async fn topic_based_subscriptions_get_notification_bundles() {
+    const BACKPORT: &str = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition";
+    let world = World::new();
+    let (receiver, base) = receiver().await;
+    let (_store, _stop, _tasks) = world.notifier(fast());
+    let topic_subscription = |id: &str, content: &str| {
+        json!({ "resourceType": "Subscription", "id": id, "status": "active", "reason": "test",
+            "criteria": format!("{}/Observation", subscription_notifier::subscription::TOPIC_BASE),
+            "_criteria": { "extension": [{ "url": format!("{BACKPORT}/backport-filter-criteria"), "valueString": "Observation?code=4444-4" }] },
+            "channel": { "type": "rest-hook", "endpoint": format!("{base}/{id}"), "payload": "application/fhir+json",
+                "_payload": { "extension": [{ "url": format!("{BACKPORT}/backport-payload-content"), "valueCode": content }] } } })
+    };
+    for content in ["empty", "id-only", "full-resource"] {
+        world.write(topic_subscription(content, content), false).await;
+    }
+    world.write(observation("o1", "4444-4"), false).await;
+    world.write(observation("o2", "5555-5"), false).await;
+    world.write(observation("o1", "4444-4"), false).await;
+    until(&receiver.received, 10, "two bundles each", |received| ["empty", "id-only", "full-resource"].iter().all(|hook| received.get(*hook).map_or(0, Vec::len) == 2)).await;
+    let received = receiver.received.lock().unwrap().clone();
+    let bundle = |hook: &str, n: usize| -> Value {
+        let request = &received[hook][n];
+        assert_eq!((request.method.as_str(), request.path.as_str()), ("POST", ""), "a Bundle is POSTed to the endpoint");
+        serde_json::from_slice(&request.body).unwrap()
+    };
+    let parameter = |status: &Value, name: &str| status["parameter"].as_array().unwrap().iter().find(|p| p["name"] == name).cloned().unwrap();
+    for hook in ["empty", "id-only", "full-resource"] {
+        let second = bundle(hook, 1);
+        assert_eq!(second["type"], "history");
+        let status = &second["entry"][0]["resource"];
+        assert_eq!(status["resourceType"], "Parameters");
+        assert_eq!(parameter(status, "type")["valueCode"], "event-notification");
+        assert_eq!(parameter(status, "events-since-subscription-start")["valueString"], "2", "{hook}: the second event");
+        assert!(parameter(status, "topic")["valueCanonical"].as_str().unwrap().ends_with("/Observation"));
+    }
+    assert_eq!(bundle("empty", 0)["entry"].as_array().unwrap().len(), 1, "empty: the status only");
+    let id_only = bundle("id-only", 0);
+    assert!(id_only["entry"][1]["fullUrl"].as_str().unwrap().ends_with("/Observation/o1"));
+    assert!(id_only["entry"][1].get("resource").is_none());
+    assert_eq!(id_only["entry"][1]["request"]["method"], "POST", "the first version was a create");
+    let full = bundle("full-resource", 1);
+    assert_eq!(full["entry"][1]["resource"]["meta"]["versionId"], "2");
+    assert_eq!(full["entry"][1]["request"]["method"], "PUT");
+}

@@ -50,10 +50,14 @@ pub fn capability_statement(config: &ApiConfig) -> Bytes {
                 }));
                 operations.push(json!({ "name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export" }));
             }
+            let mut supported_profiles = Vec::new();
+            if resource_type == "Subscription" {
+                supported_profiles.push("http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-subscription");
+            }
             if resource_type == "Group" {
                 operations.push(json!({ "name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export" }));
             }
-            json!({
+            let mut entry = json!({
                 "type": resource_type,
                 "profile": format!("http://hl7.org/fhir/StructureDefinition/{resource_type}"),
                 "interaction": interactions,
@@ -67,7 +71,11 @@ pub fn capability_statement(config: &ApiConfig) -> Bytes {
                 "searchInclude": search_include,
                 "searchParam": parameters.iter().map(|p| search_param_json(p)).collect::<Vec<_>>(),
                 "operation": operations
-            })
+            });
+            if !supported_profiles.is_empty() {
+                entry["supportedProfile"] = json!(supported_profiles);
+            }
+            entry
         })
         .collect();
     let mut statement = json!({
