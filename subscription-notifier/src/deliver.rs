@@ -3,7 +3,8 @@
 //! timeout, so a slow or failing endpoint holds up only its own queue. A failure is tried again
 //! after an exponential backoff with jitter; after `max_attempts` the subscription goes to
 //! `error` (a new version of it in the log, with the reason in `error`) and its undelivered
-//! notifications are kept as failed, for `$status` to show and `$resend` to queue again.
+//! notifications are kept as failed, for `$status` to show and `$resend` to queue again. An
+//! active subscription past its `end` goes to `off` the same way.
 //!
 //! Notifications follow the R4 rest-hook channel: without a payload, an empty `POST` to the
 //! endpoint; with one, a `PUT` of the resource to `[endpoint]/[type]/[id]`. A topic-based
@@ -124,6 +125,11 @@ impl Dispatcher {
             if now_ms() - last_prune > 60_000 {
                 last_prune = now_ms();
                 let _ = self.store.prune(now_ms() - self.settings.keep_delivered.as_millis() as i64);
+            }
+            for (tenant, id) in self.store.ended(fhir_core::instant::now()) {
+                if let Err(error) = self.set_status(&tenant, &id, "off", None).await {
+                    tracing::warn!(%error, subscription = %id, "subscriptions: cannot turn an ended subscription off");
+                }
             }
             let wait = match self.store.next_due_ms() {
                 Ok(Some(next)) => Duration::from_millis((next - now_ms()).clamp(5, 1000) as u64),
@@ -246,13 +252,13 @@ impl Dispatcher {
         if let Err(error) = self.store.give_up(&delivery.tenant, &delivery.subscription, &reason) {
             tracing::warn!(%error, "subscriptions: cannot keep the failed notifications");
         }
-        if let Err(error) = self.set_error(&delivery.tenant, &subscription.id, &reason).await {
+        if let Err(error) = self.set_status(&delivery.tenant, &subscription.id, "error", Some(&reason)).await {
             tracing::warn!(%error, subscription = %subscription.id, "subscriptions: cannot set the subscription to error");
         }
     }
 
-    /// Writes the subscription's next version with `status` `error` and the reason.
-    async fn set_error(&self, tenant: &str, id: &str, reason: &str) -> Result<(), String> {
+    /// Writes the subscription's next version with `status` (and `error`, or none).
+    async fn set_status(&self, tenant: &str, id: &str, status: &str, reason: Option<&str>) -> Result<(), String> {
         let key = StreamKey::new(tenant, "Subscription", id);
         for _ in 0..5 {
             let latest = self.log.read_latest(&key).await.map_err(|error| error.to_string())?.ok_or("the subscription is gone")?;
@@ -260,8 +266,15 @@ impl Dispatcher {
                 return Ok(());
             }
             let mut resource: Value = serde_json::from_slice(&latest.body).map_err(|error| error.to_string())?;
-            resource["status"] = json!("error");
-            resource["error"] = json!(reason);
+            resource["status"] = json!(status);
+            match reason {
+                Some(reason) => resource["error"] = json!(reason),
+                None => {
+                    if let Some(object) = resource.as_object_mut() {
+                        object.remove("error");
+                    }
+                }
+            }
             let recorded_at = fhir_core::instant::now();
             let version = latest.version + 1;
             resource["meta"]["versionId"] = json!(version.to_string());

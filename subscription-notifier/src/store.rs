@@ -138,6 +138,12 @@ impl NotifierStore {
         self.subscriptions.lock().ok()?.get(&(tenant.to_string(), id.to_string())).cloned()
     }
 
+    /// The active subscriptions past their end, to turn off.
+    pub fn ended(&self, now: time::OffsetDateTime) -> Vec<Key> {
+        let Ok(subscriptions) = self.subscriptions.lock() else { return Vec::new() };
+        subscriptions.iter().filter(|(_, subscription)| subscription.status == "active" && subscription.end.is_some_and(|end| end <= now)).map(|(key, _)| key.clone()).collect()
+    }
+
     /// Applies events: subscriptions change, matching resources are queued.
     pub fn apply_events(&self, events: &[Event]) -> Result<()> {
         let Some(last) = events.last() else { return Ok(()) };

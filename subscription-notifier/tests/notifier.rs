@@ -1,8 +1,9 @@
 //! The notifier over a real SQLite log and a local receiver: matching writes are notified and
 //! others are not; payloads and headers; a receiver down for a while gets everything afterwards,
-//! in order; a hanging receiver does not hold up another subscription; a notifier stopped with
-//! notifications queued loses none after a restart; retries that run out put the subscription in
-//! `error`, keep what was not delivered, and `resend` sends it.
+//! in order; a hanging receiver does not hold up another subscription; a notifier killed with a
+//! notification in flight and more queued loses none after a restart; retries that run out put the
+//! subscription in `error`, keep what was not delivered, and `resend` sends it; a subscription past
+//! its end is turned off; topic-based subscriptions get notification Bundles.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -208,19 +209,19 @@ async fn a_receiver_down_for_a_while_gets_everything_in_order_and_a_hanging_one_
 }
 
 #[tokio::test]
-async fn a_notifier_stopped_with_a_queue_loses_nothing_after_a_restart() {
+async fn a_notifier_killed_mid_delivery_loses_nothing_after_a_restart() {
     let world = World::new();
     let (receiver, base) = receiver().await;
-    receiver.modes.lock().unwrap().insert("hook".into(), Mode::Fail);
-    let (_store, stop, tasks) = world.notifier(fast());
+    // The first notification hangs: it is in flight when the notifier dies.
+    receiver.modes.lock().unwrap().insert("hook".into(), Mode::Hang);
+    let (_store, _stop, tasks) = world.notifier(Settings { timeout: Duration::from_secs(20), ..fast() });
     world.write(subscription("s", "Observation?code=2222-2", &format!("{base}/hook"), false), false).await;
     for n in 0..5 {
         world.write(observation(&format!("o{n}"), "2222-2"), false).await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let _ = stop.send(true);
     for task in tasks {
-        task.await.unwrap();
+        task.abort();
     }
     // Written while the notifier is down, too.
     for n in 5..8 {
@@ -229,7 +230,7 @@ async fn a_notifier_stopped_with_a_queue_loses_nothing_after_a_restart() {
     receiver.modes.lock().unwrap().insert("hook".into(), Mode::Ok);
     let (store, _stop, _tasks) = world.notifier(fast());
     until(&receiver.received, 10, "all eight after the restart", |received| received.get("hook").map_or(0, Vec::len) >= 8).await;
-    assert_eq!(receiver.received.lock().unwrap()["hook"].len(), 8, "each once: none was in flight when the notifier stopped");
+    assert_eq!(receiver.received.lock().unwrap()["hook"].len(), 8, "each once (the one in flight never got through, so it is sent again)");
     let stats = store.stats(TENANT, "s").unwrap();
     assert_eq!((stats.pending, stats.delivered), (0, 8), "{stats:?}");
     assert!(stats.latency_p50_ms.is_some());
@@ -314,4 +315,29 @@ async fn topic_based_subscriptions_get_notification_bundles() {
     let full = bundle("full-resource", 1);
     assert_eq!(full["entry"][1]["resource"]["meta"]["versionId"], "2");
     assert_eq!(full["entry"][1]["request"]["method"], "PUT");
+}
+
+#[tokio::test]
+async fn a_subscription_past_its_end_is_turned_off_and_notified_no_more() {
+    let world = World::new();
+    let (receiver, base) = receiver().await;
+    let (_store, _stop, _tasks) = world.notifier(fast());
+    let mut ending = subscription("s", "Observation?code=6666-6", &format!("{base}/hook"), false);
+    ending["end"] = json!(fhir_core::instant::format_instant(fhir_core::instant::now() + time::Duration::milliseconds(300)));
+    world.write(ending, false).await;
+    world.write(observation("o1", "6666-6"), false).await;
+    until(&receiver.received, 5, "the notification before the end", |received| received.get("hook").map_or(0, Vec::len) == 1).await;
+    let key = StreamKey::new(TENANT, "Subscription", "s");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let latest: Value = serde_json::from_slice(&world.log.read_latest(&key).await.unwrap().unwrap().body).unwrap();
+        if latest["status"] == "off" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the subscription was not turned off: {latest}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    world.write(observation("o2", "6666-6"), false).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(receiver.received.lock().unwrap()["hook"].len(), 1, "nothing after the end");
 }
