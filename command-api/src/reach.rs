@@ -13,7 +13,7 @@
 
 use fhir_core::definitions::r4;
 use fhir_core::search::matcher::Candidate;
-use fhir_core::search::{parse_search, CompartmentFilter, Criterion, ParamPath, SearchQuery};
+use fhir_core::search::{CompartmentFilter, Criterion, ParamPath, SearchQuery};
 use serde_json::Value;
 
 use crate::access::{Grants, Interaction};
@@ -143,11 +143,9 @@ fn bound_to_patient(patient: &str, query: &mut SearchQuery) -> ApiResult<()> {
 }
 
 /// The criteria of a scope's query (`category=laboratory`) on `resource_type`; `None` when it
-/// does not parse (such a scope reaches nothing).
+/// is not a query of criteria (such a scope reaches nothing).
 fn criteria_of(resource_type: &str, query: &str) -> Option<Vec<Criterion>> {
-    let params: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
-    let parsed = parse_search(vec![resource_type.to_string()], &params, true).ok()?;
-    (!parsed.criteria.is_empty()).then_some(parsed.criteria)
+    fhir_core::search::matcher::query_criteria(resource_type, query).ok().filter(|criteria| !criteria.is_empty())
 }
 
 /// One set of criteria that is true exactly when one of `restrictions` is: the restriction's

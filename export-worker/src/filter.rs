@@ -5,7 +5,7 @@
 use std::collections::{HashMap, HashSet};
 
 use fhir_core::search::matcher::Candidate;
-use fhir_core::search::{parse_search, Criterion};
+use fhir_core::search::Criterion;
 use serde_json::Value;
 
 use crate::job::Plan;
@@ -63,18 +63,7 @@ impl Filter {
     }
 }
 
-/// The criteria of one query (`category=laboratory`) on `resource_type`.
+/// The criteria of one query (`category=laboratory`) on `resource_type`; the error names it.
 pub fn criteria(resource_type: &str, query: &str) -> Result<Vec<Criterion>, String> {
-    let params: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
-    let parsed = parse_search(vec![resource_type.to_string()], &params, true).map_err(|issues| {
-        let messages: Vec<String> = issues.iter().map(|issue| issue.diagnostics.clone()).collect();
-        format!("{resource_type}?{query}: {}", messages.join("; "))
-    })?;
-    if !parsed.include.is_empty() || !parsed.revinclude.is_empty() || !parsed.sort.is_empty() {
-        return Err(format!("{resource_type}?{query}: only search criteria can filter an export (no _include, _revinclude or _sort)"));
-    }
-    if parsed.criteria.iter().any(|criterion| !matches!(criterion.path, fhir_core::search::ParamPath::Direct { .. })) {
-        return Err(format!("{resource_type}?{query}: chained parameters and _has cannot filter an export"));
-    }
-    Ok(parsed.criteria)
+    fhir_core::search::matcher::query_criteria(resource_type, query).map_err(|why| format!("{resource_type}?{query}: {why}"))
 }

@@ -9,7 +9,8 @@
 //! (`empty`, `id-only`, `full-resource`).
 
 use fhir_core::instant::parse_range;
-use fhir_core::search::{parse_search, Criterion, ParamPath};
+use fhir_core::search::matcher::query_criteria;
+use fhir_core::search::Criterion;
 use fhir_core::{Issue, IssueType};
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -35,8 +36,6 @@ pub struct Topic {
 
 /// Media types a payload may ask for.
 const PAYLOADS: &[&str] = &["application/fhir+json", "application/json", "application/json+fhir"];
-/// Search parameters that shape results rather than select them: meaningless for a subscription.
-const NOT_CRITERIA: &[&str] = &["_include", "_revinclude", "_sort", "_count", "_summary", "_elements", "_total", "_contained", "_containedType"];
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Subscription {
@@ -169,24 +168,13 @@ fn topic_criteria(resource: &Value, url: &str) -> Result<(String, Vec<Criterion>
     Ok((resource_type.to_string(), all))
 }
 
-/// `Type?criteria`: the type and its criteria, which must all select (no `_include`, `_sort`,
-/// ...) and be decidable on one resource (no chains or `_has`).
+/// `Type?criteria`: the type and its criteria (see [`query_criteria`]).
 fn criteria(text: &str) -> Result<(String, Vec<Criterion>), String> {
     let (resource_type, query) = text.split_once('?').unwrap_or((text, ""));
     if !fhir_core::definitions::r4().is_resource_type(resource_type) {
         return Err(format!("criteria must be a search of a resource type, such as Observation?code=1234-5 (got '{}')", text.chars().take(100).collect::<String>()));
     }
-    let params: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
-    if let Some((name, _)) = params.iter().find(|(name, _)| NOT_CRITERIA.contains(&name.split(':').next().unwrap_or(name))) {
-        return Err(format!("criteria select resources: {name} has no meaning in a subscription"));
-    }
-    let parsed = parse_search(vec![resource_type.to_string()], &params, true).map_err(|issues| {
-        issues.iter().map(|issue| issue.diagnostics.clone()).collect::<Vec<_>>().join("; ")
-    })?;
-    if parsed.criteria.iter().any(|criterion| !matches!(criterion.path, ParamPath::Direct { .. })) {
-        return Err("chained parameters and _has are not supported in subscription criteria".into());
-    }
-    Ok((resource_type.to_string(), parsed.criteria))
+    Ok((resource_type.to_string(), query_criteria(resource_type, query)?))
 }
 
 #[cfg(test)]

@@ -15,6 +15,25 @@ use super::value::{Decimal, Prefix, ReferenceValue, SearchValue};
 use crate::definitions::{r4, SearchParamType};
 use crate::instant::{now, parse_range, unix_millis};
 
+/// Parameters that shape results rather than select resources: they mean nothing to one resource.
+const NOT_CRITERIA: &[&str] = &["_include", "_revinclude", "_sort", "_count", "_summary", "_elements", "_total", "_contained", "_containedType"];
+
+/// The criteria of a query string (`category=laboratory`) on `resource_type`, to match single
+/// resources with: criteria only (no `_include`, `_sort`, `_count`, ...) and none that look at
+/// other resources (chains, `_has`). Unknown parameters are errors. The error says why.
+pub fn query_criteria(resource_type: &str, query: &str) -> Result<Vec<Criterion>, String> {
+    let params: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+    if let Some((name, _)) = params.iter().find(|(name, _)| NOT_CRITERIA.contains(&name.split(':').next().unwrap_or(name))) {
+        return Err(format!("only criteria that select resources are allowed here: {name} has no meaning"));
+    }
+    let parsed = super::parse_search(vec![resource_type.to_string()], &params, true)
+        .map_err(|issues| issues.iter().map(|issue| issue.diagnostics.clone()).collect::<Vec<_>>().join("; "))?;
+    if parsed.criteria.iter().any(|criterion| !matches!(criterion.path, ParamPath::Direct { .. })) {
+        return Err("chained parameters and _has look at other resources and are not allowed here".into());
+    }
+    Ok(parsed.criteria)
+}
+
 /// Why a criterion cannot be decided in memory.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Unsupported(pub String);
