@@ -5,7 +5,7 @@
 //!
 //! - `ports`: the read models behind the API's history and search ports.
 
-mod ports;
+pub mod ports;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -96,16 +96,11 @@ pub async fn export_worker(config: &Config, shutdown: impl Future<Output = ()>) 
     if config.backend != crate::config::BackendKind::Aws {
         anyhow::bail!("export-worker runs in AWS mode (backend = \"aws\"); embedded, serve runs the jobs");
     }
-    let aws = &config.aws;
-    let clients = clients(aws).await;
-    let options = DynamoOptions::new(&aws.events_table, &aws.bodies_bucket);
-    let log: Arc<dyn EventLog> = DynamoEventLog::open(clients.dynamodb.clone(), clients.s3.clone(), options).await.context("cannot open the DynamoDB event log")?;
-    let id = worker_id();
-    let leases = Leases::new(clients.dynamodb.clone(), &aws.leases_table, id.clone(), LEASE_TIME);
-    let progress = Progress { kinesis: clients.kinesis.clone(), leases, projection: "history", stream: aws.stream.clone() };
-    let source = Arc::new(StreamHistory { store: Arc::new(DynamoHistory::new(clients.dynamodb.clone(), &aws.history_table)), progress });
-    let blobs = crate::blobs::aws(config, clients.s3.clone());
-    let jobs = crate::exports::aws_store(config, clients.dynamodb.clone());
+    let stores = Stores::open(config).await?;
+    let source = stores.history_port(config);
+    let blobs = crate::blobs::aws(config, stores.clients.s3.clone());
+    let jobs = crate::exports::aws_store(config, stores.clients.dynamodb.clone());
+    let (id, log) = (worker_id(), stores.log.clone());
     let (stop, stopped) = watch::channel(false);
     let worker_config = Config { export: crate::config::ExportConfig { run_worker: true, ..config.export.clone() }, ..config.clone() };
     let (_, worker) = crate::exports::start(&worker_config, id, jobs, source, log, &blobs, stopped);
@@ -124,44 +119,86 @@ fn worker_id() -> String {
     format!("{host}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
 }
 
+/// AWS mode's stores and read models, opened.
+pub struct Stores {
+    pub clients: Clients,
+    pub log: Arc<dyn EventLog>,
+    pub leases: Leases,
+    pub history: Arc<DynamoHistory>,
+    pub search: Arc<OpenSearchIndex>,
+}
+
+impl Stores {
+    pub async fn open(config: &Config) -> anyhow::Result<Stores> {
+        let aws = &config.aws;
+        let clients = clients(aws).await;
+        let options = DynamoOptions::new(&aws.events_table, &aws.bodies_bucket);
+        let log: Arc<dyn EventLog> = DynamoEventLog::open(clients.dynamodb.clone(), clients.s3.clone(), options).await.context("cannot open the DynamoDB event log")?;
+        let leases = Leases::new(clients.dynamodb.clone(), &aws.leases_table, worker_id(), LEASE_TIME);
+        let history = Arc::new(DynamoHistory::new(clients.dynamodb.clone(), &aws.history_table));
+        let search = Arc::new(OpenSearchIndex::new(&aws.opensearch_url, &aws.index_prefix)?);
+        Ok(Stores { clients, log, leases, history, search })
+    }
+
+    fn progress(&self, config: &Config, projection: &'static str) -> Progress {
+        Progress { kinesis: self.clients.kinesis.clone(), leases: self.leases.clone(), projection, stream: config.aws.stream.clone() }
+    }
+
+    /// The history read model behind the API's port (and export snapshots).
+    pub fn history_port(&self, config: &Config) -> Arc<StreamHistory> {
+        Arc::new(StreamHistory { store: self.history.clone(), progress: self.progress(config, "history") })
+    }
+
+    /// The API over these stores, with the given export and subscription services.
+    pub fn api(&self, config: &Config, history: Arc<StreamHistory>, exports: command_api::state::Exports, subscriptions: command_api::state::Subscriptions) -> anyhow::Result<Arc<command_api::AppState>> {
+        let search_port = Arc::new(StreamSearch { index: self.search.clone(), progress: self.progress(config, "opensearch") });
+        let audit: Option<Arc<dyn audit_log::AuditStore>> = match config.audit {
+            true => Some(Arc::new(audit_log::dynamodb::DynamoAuditStore::new(self.clients.dynamodb.clone(), &config.aws.audit_table))),
+            false => None,
+        };
+        let blobs = crate::blobs::aws(config, self.clients.s3.clone());
+        let services = command_api::state::Services { blobs, exports, subscriptions };
+        Ok(command_api::AppState::new(self.log.clone(), history, search_port, config.api_config(), crate::auth::authenticator(&config.auth)?, audit, services))
+    }
+}
+
+/// The API alone over AWS mode's stores, for a function behind API Gateway: no relay, no stream
+/// workers, no export worker, no notifier (those run elsewhere); exports are queued for the
+/// export workers.
+pub async fn api_only(config: &Config) -> anyhow::Result<Arc<command_api::AppState>> {
+    let stores = Stores::open(config).await?;
+    let jobs = crate::exports::aws_store(config, stores.clients.dynamodb.clone());
+    let exports = command_api::state::Exports { jobs, wake: Arc::new(tokio::sync::Notify::new()) };
+    let subscriptions = command_api::state::Subscriptions { policy: config.subscriptions.policy(), notifier: None };
+    stores.api(config, stores.history_port(config), exports, subscriptions)
+}
+
 /// Serves in AWS mode until `shutdown` completes, then stops the relay and the workers.
 pub async fn run(config: Config, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
     let aws = config.aws.clone();
-    let clients = clients(&aws).await;
-    let options = DynamoOptions::new(&aws.events_table, &aws.bodies_bucket);
-    let log: Arc<dyn EventLog> = DynamoEventLog::open(clients.dynamodb.clone(), clients.s3.clone(), options).await.context("cannot open the DynamoDB event log")?;
-    let leases = Leases::new(clients.dynamodb.clone(), &aws.leases_table, worker_id(), LEASE_TIME);
-    let history = Arc::new(DynamoHistory::new(clients.dynamodb.clone(), &aws.history_table));
-    let search = Arc::new(OpenSearchIndex::new(&aws.opensearch_url, &aws.index_prefix)?);
-
+    let stores = Stores::open(&config).await?;
+    let (log, leases, clients) = (stores.log.clone(), stores.leases.clone(), &stores.clients);
     let (stop, stopped) = watch::channel(false);
     let mut tasks = Vec::new();
     if aws.run_projectors {
         tasks.push(tokio::spawn(Relay::new(log.clone(), clients.kinesis.clone(), &aws.stream, leases.clone()).run(stopped.clone())));
-        let projections: [Arc<dyn StreamProjection>; 2] = [history.clone(), search.clone()];
+        let projections: [Arc<dyn StreamProjection>; 2] = [stores.history.clone(), stores.search.clone()];
         for projection in projections {
             let options = ConsumerOptions { idle_poll: IDLE_POLL, ..ConsumerOptions::new(&aws.stream) };
             let consumer = Consumer::new(clients.kinesis.clone(), leases.clone(), log.clone(), projection, options);
             tasks.push(tokio::spawn(consumer.run(stopped.clone())));
         }
     }
-    let progress = |projection: &'static str| Progress { kinesis: clients.kinesis.clone(), leases: leases.clone(), projection, stream: aws.stream.clone() };
-    let history_port = Arc::new(StreamHistory { store: history.clone(), progress: progress("history") });
-    let search_port = Arc::new(StreamSearch { index: search.clone(), progress: progress("opensearch") });
     let address = listener.local_addr().context("listener has no address")?;
     crate::auth::check_exposure(&config.auth, address)?;
-    let audit: Option<Arc<dyn audit_log::AuditStore>> = match config.audit {
-        true => Some(Arc::new(audit_log::dynamodb::DynamoAuditStore::new(clients.dynamodb.clone(), &aws.audit_table))),
-        false => None,
-    };
+    let history_port = stores.history_port(&config);
     let blobs = crate::blobs::aws(&config, clients.s3.clone());
     let jobs = crate::exports::aws_store(&config, clients.dynamodb.clone());
     let (exports, export_worker) = crate::exports::start(&config, worker_id(), jobs, history_port.clone(), log.clone(), &blobs, stopped.clone());
     tasks.extend(export_worker);
     let (subscriptions, notifier) = crate::notifier::start(&config, log.clone(), stopped.clone())?;
     tasks.extend(notifier);
-    let services = command_api::state::Services { blobs, exports, subscriptions };
-    let api = command_api::AppState::new(log, history_port, search_port, config.api_config(), crate::auth::authenticator(&config.auth)?, audit, services);
+    let api = stores.api(&config, history_port, exports, subscriptions)?;
     let app = command_api::router_for(api).into_make_service_with_connect_info::<std::net::SocketAddr>();
     tracing::info!(%address, base_path = %config.base_path, stream = %aws.stream, "fhir server listening (AWS mode)");
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await.context("http server failed")?;
