@@ -88,7 +88,10 @@ impl FromRequestParts<Arc<AppState>> for RequestContext {
         let format = params.iter().find(|(key, _)| key == "_format").map(|(_, value)| value.as_str());
         // Binary contents and blobs are served in their own media types.
         let base_path = state.config.base_path.trim_end_matches('/');
-        let raw = parts.uri.path().strip_prefix(base_path).is_some_and(|rest| rest.starts_with("/Binary") || rest.starts_with("/_blob/"));
+        // Inside the base path's router the path has lost its prefix; outside, it still has it.
+        let path = parts.uri.path();
+        let rest = path.strip_prefix(base_path).filter(|rest| rest.starts_with('/')).unwrap_or(path);
+        let raw = rest.starts_with("/Binary") || rest.starts_with("/_blob/");
         match format {
             Some(format) => check_format_parameter(format)?,
             None if raw => {}
