@@ -85,6 +85,16 @@ impl Relay {
         let _ = self.leases.release(&self.lease).await;
     }
 
+    /// Gives up the lease, so that another relay may take it at once.
+    pub async fn release(&self) -> Result<()> {
+        self.leases.release(&self.lease).await
+    }
+
+    /// How long a lease lasts without renewal.
+    pub fn lease_duration(&self) -> Duration {
+        self.leases.duration()
+    }
+
     /// One step: takes (or renews) the lease, puts what follows the checkpoint, then moves it.
     pub async fn step(&self) -> Result<Step> {
         let Some(lease) = self.leases.take(&self.lease).await? else { return Ok(Step::NotHolder) };

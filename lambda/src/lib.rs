@@ -4,6 +4,8 @@
 //! - [`api`]: the FHIR API behind API Gateway (REST API and HTTP API events), the router of
 //!   `command_api` over the DynamoDB log, the DynamoDB history and OpenSearch
 //!   (`fhir_server::aws::api_only`);
+//! - [`relay`]: the outbox relay from the log table to the Kinesis stream, woken by the table's
+//!   DynamoDB stream;
 //! - [`projector`]: a projection (`history` or `search`) on the Kinesis stream, answering with
 //!   the batch's first failing record (`event_stream::lambda`), so one bad record holds back only
 //!   its own shard.
@@ -14,3 +16,4 @@
 
 pub mod api;
 pub mod projector;
+pub mod relay;

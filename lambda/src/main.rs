@@ -1,5 +1,6 @@
 //! The Lambda function binary: `FHIR_LAMBDA_ROLE` says which function it is (`api`, the
-//! default; `history` or `search` for a projector on the Kinesis stream). The configuration
+//! default; `relay` for the outbox relay; `history` or `search` for a projector on the Kinesis
+//! stream). The configuration
 //! comes from `FHIR_SERVER_*` variables (and `FHIR_SERVER_CONFIG`), as for the server, and must
 //! be AWS mode.
 
@@ -22,6 +23,18 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         "api" => {
             let router = command_api::router_for(fhir_server::aws::api_only(&config).await?);
             lambda_http::run(service_fn(move |request| lambda::api::handle(router.clone(), request))).await
+        }
+        "relay" => {
+            let stores = fhir_server::aws::Stores::open(&config).await?;
+            let relay = Arc::new(event_stream::Relay::new(stores.log.clone(), stores.clients.kinesis.clone(), &config.aws.stream, stores.leases.clone()));
+            lambda_runtime::run(service_fn(move |_: LambdaEvent<serde_json::Value>| {
+                let relay = relay.clone();
+                async move {
+                    let relayed = lambda::relay::drain(&relay).await?;
+                    Ok::<_, lambda_runtime::Error>(serde_json::json!({ "relayed": relayed }))
+                }
+            }))
+            .await
         }
         name => {
             let stores = fhir_server::aws::Stores::open(&config).await?;

@@ -176,3 +176,65 @@ async fn the_search_projector_reports_its_first_failing_record_and_catches_up_on
     assert_eq!(found("Gamma").await, 1);
     assert!(lambda::projector::projection(&stores, "nope").is_err());
 }
+
+/// Every record on the stream: (partition key, data).
+async fn stream_records(kinesis: &aws_sdk_kinesis::Client, stream: &str) -> Vec<(String, Vec<u8>)> {
+    let mut records = Vec::new();
+    let shards = kinesis.list_shards().stream_name(stream).send().await.unwrap();
+    for shard in shards.shards() {
+        let iterator = kinesis
+            .get_shard_iterator()
+            .stream_name(stream)
+            .shard_id(shard.shard_id())
+            .shard_iterator_type(aws_sdk_kinesis::types::ShardIteratorType::TrimHorizon)
+            .send()
+            .await
+            .unwrap();
+        let mut next = iterator.shard_iterator().map(String::from);
+        while let Some(current) = next {
+            let output = kinesis.get_records().shard_iterator(current).send().await.unwrap();
+            if output.records().is_empty() {
+                break;
+            }
+            records.extend(output.records().iter().map(|record| (record.partition_key().unwrap_or_default().to_string(), record.data().as_ref().to_vec())));
+            next = output.next_shard_iterator().map(String::from);
+        }
+    }
+    records
+}
+
+#[tokio::test]
+async fn the_relay_puts_every_commit_on_the_stream_even_when_woken_twice_at_once() {
+    let config = config();
+    fhir_server::aws::setup(&config).await.unwrap();
+    let stores = fhir_server::aws::Stores::open(&config).await.unwrap();
+    let router = command_api::router_for(stores.api(&config, stores.history_port(&config), command_api::state::Exports {
+        jobs: fhir_server::exports::aws_store(&config, stores.clients.dynamodb.clone()),
+        wake: Default::default(),
+    }, command_api::state::Subscriptions::default()).unwrap());
+    for n in 0..5 {
+        let patient = json!({ "resourceType": "Patient", "id": format!("p{n}") }).to_string();
+        assert_eq!(call(&router, &rest_event("PUT", &format!("/fhir/Patient/p{n}"), Some(&patient), false, "application/fhir+json")).await.0, 201);
+    }
+    // Each invocation is a process of its own: its own name on the lease.
+    let relay = || {
+        let leases = event_stream::Leases::new(stores.clients.dynamodb.clone(), &config.aws.leases_table, uuid::Uuid::new_v4().to_string(), std::time::Duration::from_secs(10));
+        event_stream::Relay::new(stores.log.clone(), stores.clients.kinesis.clone(), &config.aws.stream, leases)
+    };
+    // Two invocations at once: one relays, the other waits for the lease and finds nothing left.
+    let (first, second) = (relay(), relay());
+    let (a, b) = tokio::join!(lambda::relay::drain(&first), lambda::relay::drain(&second));
+    assert_eq!(a.unwrap() + b.unwrap(), 5, "each commit put once");
+    let keys: Vec<String> = stream_records(&stores.clients.kinesis, &config.aws.stream).await.into_iter().map(|(key, _)| key).filter(|key| key != "mark").collect();
+    let mut expected: Vec<String> = (0..5).map(|n| format!("default/Patient/p{n}")).collect();
+    let mut got = keys.clone();
+    got.sort();
+    expected.sort();
+    assert_eq!(got, expected);
+    // A later commit is relayed by the next invocation: the lease was released.
+    let patient = json!({ "resourceType": "Patient", "id": "p5" }).to_string();
+    assert_eq!(call(&router, &rest_event("PUT", "/fhir/Patient/p5", Some(&patient), false, "application/fhir+json")).await.0, 201);
+    let started = std::time::Instant::now();
+    assert_eq!(lambda::relay::drain(&relay()).await.unwrap(), 1);
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "no wait for a lease");
+}
