@@ -268,6 +268,9 @@ pub struct AwsConfig {
     /// Export jobs.
     pub exports_table: String,
     pub opensearch_url: String,
+    /// How OpenSearch requests are signed: `none`, or AWS SigV4 for `es` (a domain) or `aoss`
+    /// (a Serverless collection), with the usual AWS credentials.
+    pub opensearch_signing: String,
     /// The start of every OpenSearch index name (lower case).
     pub index_prefix: String,
     /// Whether this process also runs the relay and the projectors (else: the API only).
@@ -289,6 +292,7 @@ impl Default for AwsConfig {
             blobs_bucket: "fhir-blobs".into(),
             exports_table: "fhir-exports".into(),
             opensearch_url: "http://127.0.0.1:9200".into(),
+            opensearch_signing: "none".into(),
             index_prefix: "fhir".into(),
             run_projectors: true,
         }

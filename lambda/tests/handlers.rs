@@ -1,8 +1,9 @@
 //! The Lambda handlers invoked in-process with API Gateway and Kinesis events as AWS sends them,
 //! over AWS mode on the local stand-ins (`scripts/test` starts moto and osmem-server): REST API
 //! and HTTP API requests through the API (JSON, a base64 Binary, the caller's address in the
-//! audit trail), and the search projector applying a batch, reporting its first failing record,
-//! and applying the rest when Lambda retries from it.
+//! audit trail), the outbox relay woken twice at once, and the search projector applying a batch,
+//! reporting its first failing record, and applying the rest when Lambda retries from it.
+//! OpenSearch requests are SigV4-signed here, as on AWS.
 
 use base64::Engine;
 use fhir_server::config::{AwsConfig, BackendKind};
@@ -25,6 +26,8 @@ fn config() -> Config {
         blobs_bucket: format!("blobs-{unique}"),
         exports_table: format!("exports-{unique}"),
         opensearch_url: opensearch,
+        // Requests are signed as for an AWS domain (the stand-in does not check signatures).
+        opensearch_signing: "es".into(),
         index_prefix: format!("l{unique}"),
         ..AwsConfig::default()
     };

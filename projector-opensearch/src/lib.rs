@@ -61,12 +61,27 @@ pub struct OpenSearchIndex {
 impl OpenSearchIndex {
     /// An index at `url` whose names start with `prefix` (lower case letters, digits, `-`).
     pub fn new(url: &str, prefix: &str) -> Result<Self> {
+        Self::build(url, prefix, None)
+    }
+
+    /// The same, with every request signed with AWS SigV4 for `service` (`es` for a domain,
+    /// `aoss` for a Serverless collection), with the credentials and region of `aws`.
+    pub fn signed(url: &str, prefix: &str, aws: &aws_config::SdkConfig, service: &str) -> Result<Self> {
+        let credentials = opensearch::auth::Credentials::try_from(aws).map_err(|error| IndexError::Config(format!("cannot sign OpenSearch requests: {error}")))?;
+        Self::build(url, prefix, Some((credentials, service)))
+    }
+
+    fn build(url: &str, prefix: &str, signing: Option<(opensearch::auth::Credentials, &str)>) -> Result<Self> {
         let valid = !prefix.is_empty() && prefix.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') && !prefix.starts_with('-');
         if !valid {
             return Err(IndexError::Config(format!("the index prefix {prefix:?} must be lower case letters, digits and '-'")));
         }
         let url = Url::parse(url).map_err(|error| IndexError::Config(format!("the OpenSearch URL is not valid: {error}")))?;
-        let transport = TransportBuilder::new(SingleNodeConnectionPool::new(url)).disable_proxy().build().map_err(opensearch_error)?;
+        let mut builder = TransportBuilder::new(SingleNodeConnectionPool::new(url)).disable_proxy();
+        if let Some((credentials, service)) = signing {
+            builder = builder.auth(credentials).service_name(service);
+        }
+        let transport = builder.build().map_err(opensearch_error)?;
         Ok(Self { client: OpenSearch::new(transport), names: Names::new(prefix), aliases: Mutex::new(HashSet::new()) })
     }
 

@@ -35,6 +35,8 @@ pub struct Clients {
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub kinesis: aws_sdk_kinesis::Client,
     pub s3: aws_sdk_s3::Client,
+    /// The shared configuration (credentials, region) the clients were made with.
+    pub shared: aws_config::SdkConfig,
 }
 
 pub async fn clients(aws: &AwsConfig) -> Clients {
@@ -48,7 +50,16 @@ pub async fn clients(aws: &AwsConfig) -> Clients {
     let shared = loader.load().await;
     // A custom endpoint (a local stand-in) serves buckets by path, not by host name.
     let s3 = aws_sdk_s3::config::Builder::from(&shared).force_path_style(aws.endpoint_url.is_some()).build();
-    Clients { dynamodb: aws_sdk_dynamodb::Client::new(&shared), kinesis: aws_sdk_kinesis::Client::new(&shared), s3: aws_sdk_s3::Client::from_conf(s3) }
+    Clients { dynamodb: aws_sdk_dynamodb::Client::new(&shared), kinesis: aws_sdk_kinesis::Client::new(&shared), s3: aws_sdk_s3::Client::from_conf(s3), shared }
+}
+
+/// The OpenSearch index of the configuration, its requests signed as `aws.opensearch_signing` says.
+pub fn search_index(aws: &AwsConfig, clients: &Clients) -> anyhow::Result<OpenSearchIndex> {
+    Ok(match aws.opensearch_signing.as_str() {
+        "none" => OpenSearchIndex::new(&aws.opensearch_url, &aws.index_prefix)?,
+        service @ ("es" | "aoss") => OpenSearchIndex::signed(&aws.opensearch_url, &aws.index_prefix, &clients.shared, service)?,
+        other => anyhow::bail!("aws.opensearch_signing '{other}' is not none, es or aoss"),
+    })
 }
 
 /// Creates the tables, the bucket and the stream AWS mode needs (what exists is left alone).
@@ -75,7 +86,7 @@ pub async fn reindex(config: &Config) -> anyhow::Result<()> {
     let clients = clients(aws).await;
     let options = DynamoOptions::new(&aws.events_table, &aws.bodies_bucket);
     let log = DynamoEventLog::open(clients.dynamodb.clone(), clients.s3.clone(), options).await.context("cannot open the DynamoDB event log")?;
-    let search = OpenSearchIndex::new(&aws.opensearch_url, &aws.index_prefix)?;
+    let search = search_index(aws, &clients)?;
     let reindexed = search.reindex(log.as_ref()).await.context("cannot reindex the search indexes")?;
     println!("search: {} events into {} indexes of generation {}", reindexed.events, reindexed.indexes, reindexed.generation);
     let history = DynamoHistory::new(clients.dynamodb.clone(), &aws.history_table);
@@ -136,7 +147,7 @@ impl Stores {
         let log: Arc<dyn EventLog> = DynamoEventLog::open(clients.dynamodb.clone(), clients.s3.clone(), options).await.context("cannot open the DynamoDB event log")?;
         let leases = Leases::new(clients.dynamodb.clone(), &aws.leases_table, worker_id(), LEASE_TIME);
         let history = Arc::new(DynamoHistory::new(clients.dynamodb.clone(), &aws.history_table));
-        let search = Arc::new(OpenSearchIndex::new(&aws.opensearch_url, &aws.index_prefix)?);
+        let search = Arc::new(search_index(aws, &clients)?);
         Ok(Stores { clients, log, leases, history, search })
     }
 
