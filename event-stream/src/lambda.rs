@@ -6,15 +6,18 @@
 //! applying the first ones again is harmless), and the first record that fails is reported:
 //! Lambda checkpoints the records before it and retries from it, so one bad record holds back
 //! only itself and what follows it in its shard, until the mapping's retry limit sends it to the
-//! failure destination. Records that are not events are logged and passed over, and marks are
-//! ignored: `consumer::watermark` knows only the long-running workers' progress.
+//! failure destination. Records that are not events are logged and passed over.
+//!
+//! [`record_marks`] then notes, in the shard's lease, the highest mark the batch applied, as the
+//! long-running workers do, so that `consumer::watermark` (and so read-your-writes) follows the
+//! functions too.
 
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use aws_lambda_events::event::streams::KinesisEventResponse;
 use event_log::{Event, EventLog};
 
-use crate::record::{resolve, Resolved};
-use crate::{StreamError, StreamProjection};
+use crate::record::{decode, resolve, Decoded, Resolved};
+use crate::{Leases, StreamError, StreamProjection};
 
 /// Handles one Kinesis event batch.
 pub async fn handle(event: &KinesisEvent, log: &dyn EventLog, projection: &dyn StreamProjection) -> KinesisEventResponse {
@@ -55,4 +58,29 @@ async fn apply_each(events: &[(&str, Event)], projection: &dyn StreamProjection,
             return;
         }
     }
+}
+
+/// Records in the shard's lease (`{projection}|{stream}|{shard}`, as a worker names it) the
+/// highest mark among the records before the first failure `response` reports: everything up to
+/// that mark is applied. Does nothing for a batch without marks. `leases` should carry one owner
+/// name for all the projection's functions (one batch per shard runs at a time).
+pub async fn record_marks(event: &KinesisEvent, response: &KinesisEventResponse, leases: &Leases, projection: &str, stream: &str) -> crate::Result<()> {
+    let failed = response.batch_item_failures.first().and_then(|failure| failure.item_identifier.as_deref());
+    let mut highest = None;
+    let mut shard = None;
+    for record in &event.records {
+        if Some(record.kinesis.sequence_number.as_str()) == failed {
+            break;
+        }
+        if let Ok(Decoded::Mark(position)) = decode(&record.kinesis.data) {
+            highest = highest.max(Some(position));
+            shard = record.event_id.as_deref().and_then(|id| id.split_once(':')).map(|(shard, _)| shard.to_string());
+        }
+    }
+    let (Some(mark), Some(shard)) = (highest, shard) else { return Ok(()) };
+    let name = format!("{projection}|{stream}|{shard}");
+    if leases.take(&name).await?.is_some() {
+        leases.renew(&name, None, Some(mark), false).await?;
+    }
+    Ok(())
 }

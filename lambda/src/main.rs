@@ -39,10 +39,11 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         name => {
             let stores = fhir_server::aws::Stores::open(&config).await?;
             let projection = lambda::projector::projection(&stores, name)?;
+            let marks = Arc::new(lambda::projector::Marks::new(&stores, &config, projection.as_ref()));
             let log = stores.log.clone();
             lambda_runtime::run(service_fn(move |event: LambdaEvent<KinesisEvent>| {
-                let (log, projection) = (log.clone(), Arc::clone(&projection));
-                async move { Ok::<_, lambda_runtime::Error>(lambda::projector::handle(&event.payload, log.as_ref(), projection.as_ref()).await) }
+                let (log, projection, marks) = (log.clone(), Arc::clone(&projection), marks.clone());
+                async move { Ok::<_, lambda_runtime::Error>(lambda::projector::handle(&event.payload, log.as_ref(), projection.as_ref(), &marks).await) }
             }))
             .await
         }

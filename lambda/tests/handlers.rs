@@ -20,6 +20,7 @@ fn config() -> Config {
         events_table: format!("events-{unique}"),
         bodies_bucket: format!("bodies-{unique}"),
         stream: format!("events-{unique}"),
+        stream_shards: 1,
         leases_table: format!("leases-{unique}"),
         history_table: format!("history-{unique}"),
         audit_table: format!("audit-{unique}"),
@@ -135,6 +136,15 @@ fn kinesis_event(records: &[(String, Vec<u8>)]) -> aws_lambda_events::event::kin
     serde_json::from_value(json!({ "Records": records })).expect("a Kinesis event")
 }
 
+/// The event as Lambda sends it for records of `shard`.
+fn on_shard(mut event: aws_lambda_events::event::kinesis::KinesisEvent, shard: &str) -> aws_lambda_events::event::kinesis::KinesisEvent {
+    for record in &mut event.records {
+        let sequence = record.kinesis.sequence_number.clone();
+        record.event_id = Some(format!("{shard}:{sequence}"));
+    }
+    event
+}
+
 #[tokio::test]
 async fn the_search_projector_reports_its_first_failing_record_and_catches_up_on_retry() {
     let config = config();
@@ -157,8 +167,12 @@ async fn the_search_projector_reports_its_first_failing_record_and_catches_up_on
     data[1].truncate(newline + 1);
     data[1].extend_from_slice(b"{not json");
     let search = lambda::projector::projection(&stores, "search").unwrap();
-    let batch = kinesis_event(&[("101".into(), data[0].clone()), ("102".into(), data[1].clone()), ("103".into(), data[2].clone())]);
-    let response = lambda::projector::handle(&batch, stores.log.as_ref(), search.as_ref()).await;
+    let marks = lambda::projector::Marks::new(&stores, &config, search.as_ref());
+    let shard = stores.clients.kinesis.list_shards().stream_name(&config.aws.stream).send().await.unwrap().shards()[0].shard_id().to_string();
+    let mark = |position: u64| event_stream::record::encode_mark(position).to_vec();
+    let batch = kinesis_event(&[("101".into(), data[0].clone()), ("102".into(), data[1].clone()), ("103".into(), data[2].clone()), ("104".into(), mark(3))]);
+    let batch = on_shard(batch, &shard);
+    let response = lambda::projector::handle(&batch, stores.log.as_ref(), search.as_ref(), &marks).await;
     let failed: Vec<Option<String>> = response.batch_item_failures.iter().map(|failure| failure.item_identifier.clone()).collect();
     assert_eq!(failed, vec![Some("102".to_string())], "the first failing record");
     let found = |family: &str| {
@@ -172,11 +186,16 @@ async fn the_search_projector_reports_its_first_failing_record_and_catches_up_on
     assert_eq!(found("Alpha").await, 1, "what came before it is searchable");
     assert_eq!(found("Gamma").await, 0, "what came after it waits");
 
+    let watermark = || event_stream::consumer::watermark(&stores.clients.kinesis, &marks.leases, "opensearch", &config.aws.stream);
+    assert_eq!(watermark().await.unwrap(), 0, "the mark after the failure is not recorded");
+
     // Lambda retries from the failed record (here, as the relay would send it again, whole).
-    let retry = kinesis_event(&[("102".into(), good_second), ("103".into(), data[2].clone())]);
-    assert!(lambda::projector::handle(&retry, stores.log.as_ref(), search.as_ref()).await.batch_item_failures.is_empty());
+    let retry = on_shard(kinesis_event(&[("102".into(), good_second), ("103".into(), data[2].clone()), ("104".into(), mark(3))]), &shard);
+    assert!(lambda::projector::handle(&retry, stores.log.as_ref(), search.as_ref(), &marks).await.batch_item_failures.is_empty());
     assert_eq!(found("Beta").await, 1);
     assert_eq!(found("Gamma").await, 1);
+    // The function's progress is what the API's read-your-writes waits look at.
+    assert_eq!(watermark().await.unwrap(), 3, "every shard of the stream has applied up to the mark");
     assert!(lambda::projector::projection(&stores, "nope").is_err());
 }
 
