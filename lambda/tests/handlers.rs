@@ -190,12 +190,22 @@ async fn the_search_projector_reports_its_first_failing_record_and_catches_up_on
     assert_eq!(watermark().await.unwrap(), 0, "the mark after the failure is not recorded");
 
     // Lambda retries from the failed record (here, as the relay would send it again, whole).
+    let retry_second = good_second.clone();
     let retry = on_shard(kinesis_event(&[("102".into(), good_second), ("103".into(), data[2].clone()), ("104".into(), mark(3))]), &shard);
     assert!(lambda::projector::handle(&retry, stores.log.as_ref(), search.as_ref(), &marks).await.batch_item_failures.is_empty());
     assert_eq!(found("Beta").await, 1);
     assert_eq!(found("Gamma").await, 1);
     // The function's progress is what the API's read-your-writes waits look at.
     assert_eq!(watermark().await.unwrap(), 3, "every shard of the stream has applied up to the mark");
+
+    // The history function applies the same records into the history table.
+    let history = lambda::projector::projection(&stores, "history").unwrap();
+    let history_marks = lambda::projector::Marks::new(&stores, &config, history.as_ref());
+    let whole = on_shard(kinesis_event(&[("101".into(), data[0].clone()), ("102".into(), retry_second.clone()), ("103".into(), data[2].clone()), ("104".into(), mark(3))]), &shard);
+    assert!(lambda::projector::handle(&whole, stores.log.as_ref(), history.as_ref(), &history_marks).await.batch_item_failures.is_empty());
+    let (status, _, body) = call(&router, &http_event("GET", "/fhir/Patient/_history", "")).await;
+    assert_eq!(status, 200);
+    assert_eq!(serde_json::from_slice::<Value>(&body).unwrap()["entry"].as_array().unwrap().len(), 3, "three versions in the history");
     assert!(lambda::projector::projection(&stores, "nope").is_err());
 }
 
