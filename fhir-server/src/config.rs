@@ -277,6 +277,29 @@ pub struct AwsConfig {
     pub run_projectors: bool,
 }
 
+impl AwsConfig {
+    /// AWS mode on local stand-ins (moto at `endpoint`, an OpenSearch at `opensearch_url`), every
+    /// table, bucket, stream and index named after `unique`, so that tests and benchmarks never
+    /// share them.
+    pub fn isolated(endpoint: &str, opensearch_url: &str, unique: &str, region: &str) -> AwsConfig {
+        AwsConfig {
+            region: Some(region.into()),
+            endpoint_url: Some(endpoint.into()),
+            events_table: format!("events-{unique}"),
+            bodies_bucket: format!("bodies-{unique}"),
+            stream: format!("events-{unique}"),
+            leases_table: format!("leases-{unique}"),
+            history_table: format!("history-{unique}"),
+            audit_table: format!("audit-{unique}"),
+            blobs_bucket: format!("blobs-{unique}"),
+            exports_table: format!("exports-{unique}"),
+            opensearch_url: opensearch_url.into(),
+            index_prefix: format!("x{unique}"),
+            ..AwsConfig::default()
+        }
+    }
+}
+
 impl Default for AwsConfig {
     fn default() -> Self {
         Self {

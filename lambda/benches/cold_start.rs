@@ -23,21 +23,7 @@ fn main() {
     let moto = std::env::var("FHIR_TEST_AWS_ENDPOINT").expect("FHIR_TEST_AWS_ENDPOINT: start the stand-ins first");
     let opensearch = std::env::var("FHIR_TEST_OPENSEARCH_URL").expect("FHIR_TEST_OPENSEARCH_URL: start the stand-ins first");
     let unique = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
-    let aws = AwsConfig {
-        region: Some("eu-west-3".into()),
-        endpoint_url: Some(moto.clone()),
-        events_table: format!("events-{unique}"),
-        bodies_bucket: format!("bodies-{unique}"),
-        stream: format!("events-{unique}"),
-        leases_table: format!("leases-{unique}"),
-        history_table: format!("history-{unique}"),
-        audit_table: format!("audit-{unique}"),
-        blobs_bucket: format!("blobs-{unique}"),
-        exports_table: format!("exports-{unique}"),
-        opensearch_url: opensearch.clone(),
-        index_prefix: format!("c{unique}"),
-        ..AwsConfig::default()
-    };
+    let aws = AwsConfig::isolated(&moto, &opensearch, &unique, "eu-west-3");
     let config = Config { backend: BackendKind::Aws, aws: aws.clone(), ..Config::default() };
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(fhir_server::aws::setup(&config)).expect("set up AWS mode on the stand-ins");

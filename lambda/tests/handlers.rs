@@ -15,22 +15,10 @@ fn config() -> Config {
     let opensearch = std::env::var("FHIR_TEST_OPENSEARCH_URL").expect("FHIR_TEST_OPENSEARCH_URL is not set: run the tests with scripts/test");
     let unique = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
     let aws = AwsConfig {
-        region: Some("ap-southeast-2".into()),
-        endpoint_url: Some(moto),
-        events_table: format!("events-{unique}"),
-        bodies_bucket: format!("bodies-{unique}"),
-        stream: format!("events-{unique}"),
         stream_shards: 1,
-        leases_table: format!("leases-{unique}"),
-        history_table: format!("history-{unique}"),
-        audit_table: format!("audit-{unique}"),
-        blobs_bucket: format!("blobs-{unique}"),
-        exports_table: format!("exports-{unique}"),
-        opensearch_url: opensearch,
         // Requests are signed as for an AWS domain (the stand-in does not check signatures).
         opensearch_signing: "es".into(),
-        index_prefix: format!("l{unique}"),
-        ..AwsConfig::default()
+        ..AwsConfig::isolated(&moto, &opensearch, &unique, "ap-southeast-2")
     };
     // Searches wait for the projector's watermark, which these tests do not run: do not wait.
     Config { backend: BackendKind::Aws, aws, search_wait_ms: 0, ..Config::default() }
@@ -67,6 +55,13 @@ fn http_event(method: &str, path: &str, query: &str) -> String {
         "isBase64Encoded": false
     })
     .to_string()
+}
+
+/// The API over already opened stores (the functions' `api_only` opens its own).
+fn router_over(stores: &fhir_server::aws::Stores, config: &Config) -> axum::Router {
+    let jobs = fhir_server::exports::aws_store(config, stores.clients.dynamodb.clone());
+    let exports = command_api::state::Exports { jobs, wake: Default::default() };
+    command_api::router_for(stores.api(config, stores.history_port(config), exports, command_api::state::Subscriptions::default()).unwrap())
 }
 
 async fn call(router: &axum::Router, event: &str) -> (u16, lambda_http::http::HeaderMap, Vec<u8>) {
@@ -150,10 +145,7 @@ async fn the_search_projector_reports_its_first_failing_record_and_catches_up_on
     let config = config();
     fhir_server::aws::setup(&config).await.unwrap();
     let stores = fhir_server::aws::Stores::open(&config).await.unwrap();
-    let router = command_api::router_for(stores.api(&config, stores.history_port(&config), command_api::state::Exports {
-        jobs: fhir_server::exports::aws_store(&config, stores.clients.dynamodb.clone()),
-        wake: Default::default(),
-    }, command_api::state::Subscriptions::default()).unwrap());
+    let router = router_over(&stores, &config);
     for family in ["Alpha", "Beta", "Gamma"] {
         let patient = json!({ "resourceType": "Patient", "name": [{ "family": family }] }).to_string();
         assert_eq!(call(&router, &rest_event("POST", "/fhir/Patient", Some(&patient), false, "application/fhir+json")).await.0, 201);
@@ -240,10 +232,7 @@ async fn the_relay_puts_every_commit_on_the_stream_even_when_woken_twice_at_once
     let config = config();
     fhir_server::aws::setup(&config).await.unwrap();
     let stores = fhir_server::aws::Stores::open(&config).await.unwrap();
-    let router = command_api::router_for(stores.api(&config, stores.history_port(&config), command_api::state::Exports {
-        jobs: fhir_server::exports::aws_store(&config, stores.clients.dynamodb.clone()),
-        wake: Default::default(),
-    }, command_api::state::Subscriptions::default()).unwrap());
+    let router = router_over(&stores, &config);
     for n in 0..5 {
         let patient = json!({ "resourceType": "Patient", "id": format!("p{n}") }).to_string();
         assert_eq!(call(&router, &rest_event("PUT", &format!("/fhir/Patient/p{n}"), Some(&patient), false, "application/fhir+json")).await.0, 201);

@@ -150,21 +150,8 @@ fn use_aws_stand_ins(config: &mut Config) {
     // Spread over regions: moto copies a region's tables on every transaction.
     let regions = ["eu-north-1", "eu-south-1", "ap-east-1", "me-south-1", "af-south-1", "il-central-1"];
     config.backend = fhir_server::config::BackendKind::Aws;
-    config.aws = fhir_server::config::AwsConfig {
-        region: Some(regions[unique.as_bytes()[0] as usize % regions.len()].into()),
-        endpoint_url: Some(moto),
-        events_table: format!("events-{unique}"),
-        bodies_bucket: format!("bodies-{unique}"),
-        stream: format!("events-{unique}"),
-        leases_table: format!("leases-{unique}"),
-        history_table: format!("history-{unique}"),
-        audit_table: format!("audit-{unique}"),
-        blobs_bucket: format!("blobs-{unique}"),
-        exports_table: format!("exports-{unique}"),
-        opensearch_url: opensearch,
-        index_prefix: format!("x{unique}"),
-        ..fhir_server::config::AwsConfig::default()
-    };
+    let region = regions[unique.as_bytes()[0] as usize % regions.len()];
+    config.aws = fhir_server::config::AwsConfig::isolated(&moto, &opensearch, &unique, region);
 }
 
 /// The JSON body of a response, with its status checked first.
