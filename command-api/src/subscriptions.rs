@@ -27,11 +27,7 @@ pub struct Subscriptions {
 
 /// Checks a Subscription about to be written, and activates a `requested` one.
 pub fn prepare(state: &AppState, resource: &mut Resource) -> ApiResult<()> {
-    let value = Value::Object(std::mem::take(resource));
-    let parsed = subscription_notifier::subscription::parse(&value);
-    let Value::Object(map) = value else { unreachable!("built from an object") };
-    *resource = map;
-    let subscription = parsed.map_err(ApiError::BadRequest)?;
+    let subscription = subscription_notifier::subscription::parse(&Value::Object(resource.clone())).map_err(ApiError::BadRequest)?;
     state.subscriptions.policy.check_scheme(&subscription.endpoint).map_err(|why| ApiError::BadRequest(vec![fhir_core::Issue::error(fhir_core::IssueType::Security, why).at("Subscription.channel.endpoint")]))?;
     if subscription.status == "requested" {
         resource.insert("status".into(), json!("active"));
