@@ -51,6 +51,15 @@ impl Interaction {
         Interaction::Operation,
     ];
 
+    /// The interaction a write of `operation` is.
+    pub fn of(operation: event_log::Operation) -> Interaction {
+        match operation {
+            event_log::Operation::Create => Interaction::Create,
+            event_log::Operation::Update => Interaction::Update,
+            event_log::Operation::Delete => Interaction::Delete,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Interaction::Read => "read",

@@ -110,6 +110,12 @@ fn outside(grants: &dyn Grants, interaction: Interaction, resource: &Value) -> O
     (!matches_one).then(|| format!("{name} does not match the query this token's scopes restrict {} to", interaction.as_str()))
 }
 
+/// The first of `types` that is neither Patient nor a member of the Patient compartment.
+pub fn outside_patient_compartment(types: &[String]) -> Option<&String> {
+    let members = r4().compartment_members("Patient");
+    types.iter().find(|t| *t != "Patient" && !members.iter().any(|(member, _)| member == *t))
+}
+
 /// The compartment of `Patient/patient`, over `types` (all its member types when empty).
 fn patient_compartment(patient: &str, types: &[String]) -> CompartmentFilter {
     let include_self = types.is_empty() || types.iter().any(|t| t == "Patient");
@@ -129,9 +135,7 @@ fn bound_to_patient(patient: &str, query: &mut SearchQuery) -> ApiResult<()> {
             compartment.resource_type, compartment.id
         ))),
         None => {
-            let members = r4().compartment_members("Patient");
-            let outside = query.types.iter().find(|t| *t != "Patient" && !members.iter().any(|(member, _)| member == *t));
-            if let Some(outside) = outside {
+            if let Some(outside) = outside_patient_compartment(&query.types) {
                 return Err(ApiError::Forbidden(format!(
                     "{outside} is not in the Patient compartment; a token in the context of Patient/{patient} sees only that compartment"
                 )));

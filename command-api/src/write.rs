@@ -103,8 +103,7 @@ pub async fn append_one(
     if let Some(resource) = resource.as_mut().filter(|_| key.resource_type == "Subscription") {
         crate::subscriptions::prepare(state, resource)?;
     }
-    let interaction = if operation == Operation::Create { Interaction::Create } else { Interaction::Update };
-    principal.check_write(interaction, None, resource.as_ref())?;
+    principal.check_write(Interaction::of(operation), None, resource.as_ref())?;
     let version = expected.next_version();
     let recorded_at = fhir_core::instant::now();
     let body = match resource {

@@ -130,7 +130,7 @@ struct ScopeGrants {
 impl ScopeGrants {
     fn new(scopes: Vec<smart::Scope>, claims: &serde_json::Map<String, serde_json::Value>) -> Self {
         let claim = |name: &str| claims.get(name).and_then(|value| value.as_str());
-        let launch_patient = claim("patient").filter(|id| valid_id(id)).filter(|_| scopes.iter().any(|scope| scope.context == smart::Context::Patient));
+        let launch_patient = claim("patient").filter(|id| command_api::resource::is_valid_id(id)).filter(|_| scopes.iter().any(|scope| scope.context == smart::Context::Patient));
         let own_record = claim("fhirUser").and_then(patient_of);
         let patient = launch_patient.or(own_record).map(String::from);
         ScopeGrants { scopes, patient }
@@ -176,11 +176,7 @@ impl Grants for ScopeGrants {
 fn patient_of(fhir_user: &str) -> Option<&str> {
     let mut segments = fhir_user.trim_end_matches('/').rsplit('/');
     let id = segments.next()?;
-    (segments.next() == Some("Patient") && valid_id(id)).then_some(id)
-}
-
-fn valid_id(id: &str) -> bool {
-    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+    (segments.next() == Some("Patient") && command_api::resource::is_valid_id(id)).then_some(id)
 }
 
 /// Allowed only if every one of the grants allows (a token with both groups and scopes).

@@ -243,8 +243,7 @@ fn plan_types(context: &RequestContext, level: &Level, requested: Option<Vec<Str
 fn bound(context: &RequestContext, plan: &mut Plan) -> ApiResult<()> {
     let grants = &context.principal.grants;
     if let Some(patient) = grants.patient() {
-        let members = r4().compartment_members("Patient");
-        if let Some(outside) = plan.types.iter().find(|t| *t != "Patient" && !members.iter().any(|(member, _)| member == *t)) {
+        if let Some(outside) = crate::reach::outside_patient_compartment(&plan.types) {
             return Err(ApiError::Forbidden(format!("{outside} is not in the Patient compartment; a token in the context of Patient/{patient} exports only that compartment")));
         }
         if plan.patients.as_ref().is_some_and(|patients| !patients.iter().any(|p| p == patient)) {

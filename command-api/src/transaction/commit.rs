@@ -428,11 +428,7 @@ fn decide_one<'e>(state: &AppState, principal: &Principal, entry: &'e BundleEntr
     }
     let live = latest.filter(|event| event.operation != Operation::Delete).map(|event| &event.body[..]);
     let (interaction, new) = match &decision {
-        Decision::Write(write) => match write.operation {
-            Operation::Create => (Interaction::Create, write.resource.as_deref()),
-            Operation::Update => (Interaction::Update, write.resource.as_deref()),
-            Operation::Delete => (Interaction::Delete, None),
-        },
+        Decision::Write(write) => (Interaction::of(write.operation), write.resource.as_deref()),
         Decision::Unchanged(_) => (Interaction::Update, None),
         Decision::Nothing => return Ok(decision),
     };
