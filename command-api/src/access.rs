@@ -17,8 +17,7 @@ use axum::extract::{MatchedPath, Request};
 use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use fhir_core::definitions::r4;
-use fhir_core::search::{Include, ParamPath, SearchQuery};
+use fhir_core::search::{registry, Include, ParamPath, SearchQuery};
 
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
@@ -230,6 +229,6 @@ fn include_targets(include: &Include) -> Option<Vec<String>> {
         return Some(vec![target.clone()]);
     }
     let (source, param) = (include.source_type.as_ref()?, include.param.as_ref()?);
-    let targets = r4().search_parameter(source, param)?.target.clone();
+    let targets = registry::search_parameter(source, param)?.target.clone();
     (!targets.is_empty()).then_some(targets)
 }

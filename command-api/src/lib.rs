@@ -23,6 +23,7 @@ pub mod access;
 pub mod audit;
 pub mod auth;
 pub mod error;
+pub mod guides;
 pub mod handlers;
 pub mod locks;
 pub mod negotiate;

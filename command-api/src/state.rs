@@ -13,6 +13,7 @@ use fhir_core::search::SearchQuery;
 use crate::audit::AuditTrail;
 use crate::auth::Authenticator;
 use crate::error::{ApiError, ApiResult};
+pub use crate::guides::Guides;
 pub use crate::subscriptions::Subscriptions;
 use audit_log::AuditStore;
 
@@ -87,8 +88,9 @@ pub struct AppState {
     pub config: ApiConfig,
     /// Serializes conditional writes with the same criteria.
     pub conditional_locks: crate::locks::KeyedLocks,
-    /// The CapabilityStatement, rendered once at start-up.
-    pub capability_statement: bytes::Bytes,
+    /// The CapabilityStatement, rendered again when the search parameters or the guides change
+    /// (see [`crate::handlers::capability_statement`]), with the generations it was made for.
+    pub capability_statement: std::sync::Mutex<((u64, u64), bytes::Bytes)>,
     /// Who is calling (see [`crate::auth`]).
     pub authenticator: Arc<dyn Authenticator>,
     /// Where every request is recorded (see [`crate::audit`]); none when disabled.
@@ -99,6 +101,8 @@ pub struct AppState {
     pub exports: Exports,
     /// Where notifications may go, and the notifier's queue.
     pub subscriptions: Subscriptions,
+    /// The loaded Implementation Guides (see [`crate::guides`]).
+    pub guides: Arc<Guides>,
 }
 
 /// What the API works with besides the log and the read models.
@@ -106,6 +110,7 @@ pub struct Services {
     pub blobs: Blobs,
     pub exports: Exports,
     pub subscriptions: Subscriptions,
+    pub guides: Arc<Guides>,
 }
 
 /// Where export jobs are kept, and how a kick-off wakes the worker.
@@ -157,10 +162,10 @@ impl AppState {
         audit: Option<Arc<dyn AuditStore>>,
         services: Services,
     ) -> Arc<Self> {
-        let Services { blobs, exports, subscriptions } = services;
-        let capability_statement = crate::handlers::capability_statement(&config);
+        let Services { blobs, exports, subscriptions, guides } = services;
+        let capability_statement = std::sync::Mutex::new(((u64::MAX, u64::MAX), bytes::Bytes::new()));
         let audit = audit.map(AuditTrail::start);
-        Arc::new(AppState { log, history, search, config, conditional_locks: Default::default(), capability_statement, authenticator, audit, blobs, exports, subscriptions })
+        Arc::new(AppState { log, history, search, config, conditional_locks: Default::default(), capability_statement, authenticator, audit, blobs, exports, subscriptions, guides })
     }
 }
 

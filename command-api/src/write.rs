@@ -103,6 +103,9 @@ pub async fn append_one(
     if let Some(resource) = resource.as_mut().filter(|_| key.resource_type == "Subscription") {
         crate::subscriptions::prepare(state, resource)?;
     }
+    if let Some(resource) = &resource {
+        crate::guides::check_write(state, &key.resource_type, resource)?;
+    }
     principal.check_write(Interaction::of(operation), None, resource.as_ref())?;
     let version = expected.next_version();
     let recorded_at = fhir_core::instant::now();

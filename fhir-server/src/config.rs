@@ -55,6 +55,22 @@ pub struct Config {
     pub export: ExportConfig,
     /// Rest-hook Subscriptions.
     pub subscriptions: SubscriptionsConfig,
+    /// Implementation Guides (FHIR packages).
+    pub ig: IgConfig,
+}
+
+/// Implementation Guides: packages loaded at start besides those installed in the data
+/// directory (`fhir-server ig install`), and profiles every resource of a type must meet.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IgConfig {
+    /// Package tarballs (`.tgz`) or package folders (holding `package/package.json`).
+    pub packages: Vec<PathBuf>,
+    /// Load the configured packages even when a package they depend on is not loaded.
+    pub allow_missing_dependencies: bool,
+    /// Resource type to the canonical URLs of the profiles its resources must conform to,
+    /// whether or not they claim them: `required_profiles.Patient = ["http://..."]`.
+    pub required_profiles: std::collections::HashMap<String, Vec<String>>,
 }
 
 /// Rest-hook Subscriptions.
@@ -358,6 +374,7 @@ impl Default for Config {
             blob_url_secret: None,
             export: ExportConfig::default(),
             subscriptions: SubscriptionsConfig::default(),
+            ig: IgConfig::default(),
         }
     }
 }

@@ -50,6 +50,11 @@ enum Command {
         #[arg(long)]
         server: Option<String>,
     },
+    /// Implementation Guides (FHIR packages): install one, or list the installed ones.
+    Ig {
+        #[command(subcommand)]
+        command: IgCommand,
+    },
     /// Load Bundle files (transaction or batch) and NDJSON files (one resource per line, by the
     /// .ndjson extension) through the API; directories are read for such files. Re-running skips
     /// what was imported and never duplicates.
@@ -69,6 +74,26 @@ enum Command {
         #[arg(long)]
         tenant: Option<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum IgCommand {
+    /// Install a package (a .tgz, or a folder holding package/package.json). Packages are per
+    /// server. With --server, into a running server (bearer token from FHIR_SERVER_TOKEN);
+    /// without, into the data directory of a stopped one. A package that adds search
+    /// parameters starts a rebuild of the search index by replay.
+    Install {
+        path: PathBuf,
+        /// Base URL of a running server, e.g. http://127.0.0.1:8080/fhir.
+        #[arg(long)]
+        server: Option<String>,
+        /// Install even if packages it depends on are not installed (what it takes from them is
+        /// then not checked).
+        #[arg(long)]
+        allow_missing_dependencies: bool,
+    },
+    /// List the packages installed in the data directory.
+    List,
 }
 
 fn main() -> ExitCode {
@@ -129,6 +154,9 @@ fn main() -> ExitCode {
                 Ok(true)
             }
             Command::Reindex { server: Some(base) } => fhir_server::reindex_client::run(&base).await,
+            Command::Ig { command: IgCommand::Install { path, server: Some(base), allow_missing_dependencies } } => fhir_server::ig_cli::install_remote(&base, &path, allow_missing_dependencies).await,
+            Command::Ig { command: IgCommand::Install { path, server: None, allow_missing_dependencies } } => fhir_server::ig_cli::install_offline(&config, &path, allow_missing_dependencies).await,
+            Command::Ig { command: IgCommand::List } => fhir_server::ig_cli::list(&config),
             Command::Import { paths, server, concurrency, tenant } => {
                 fhir_server::import::run(&config, fhir_server::import::Options { paths, server, concurrency, tenant }).await
             }

@@ -87,7 +87,11 @@ fn open_current(data_dir: &Path) -> anyhow::Result<SearchIndex> {
 /// Replays the whole log into a fresh index file next to the current one, reporting progress,
 /// until it has caught up with the head as it was when the replay finished a pass (and, being
 /// built from zero, has its value indexes: its checkpoint watch waits for them).
-async fn build(data_dir: &Path, log: &Arc<dyn EventLog>, progress: &(dyn Fn(u64, u64) + Send + Sync)) -> anyhow::Result<(String, Arc<SearchIndex>, watch::Sender<bool>)> {
+///
+/// Also returns the fingerprint of the custom search parameters in use when the build started
+/// (see [`crate::search_params`]), to record once the index is in use.
+async fn build(data_dir: &Path, log: &Arc<dyn EventLog>, progress: &(dyn Fn(u64, u64) + Send + Sync)) -> anyhow::Result<(String, Arc<SearchIndex>, watch::Sender<bool>, String)> {
+    let parameters = crate::search_params::fingerprint();
     let file = fresh_file_name();
     let index = Arc::new(SearchIndex::open(&data_dir.join(&file)).context("cannot create the new index")?);
     let (stop, stopped) = watch::channel(false);
@@ -98,7 +102,7 @@ async fn build(data_dir: &Path, log: &Arc<dyn EventLog>, progress: &(dyn Fn(u64,
         let searchable = *checkpoint.borrow_and_update();
         progress(index.checkpoint(), head);
         if searchable >= head {
-            return Ok((file, index, stop));
+            return Ok((file, index, stop, parameters));
         }
         let _ = tokio::time::timeout(std::time::Duration::from_millis(200), checkpoint.changed()).await;
     }
@@ -151,7 +155,7 @@ impl SearchSlot {
     pub async fn reindex(self: &Arc<Self>) -> anyhow::Result<()> {
         let progress = |position, head| self.set_status("running", position, head);
         let built = build(&self.data_dir, &self.log, &progress).await;
-        let (file, index, stop) = match built {
+        let (file, index, stop, parameters) = match built {
             Ok(built) => built,
             Err(error) => {
                 self.set_status("failed", 0, 0);
@@ -159,6 +163,7 @@ impl SearchSlot {
             }
         };
         point_to(&self.data_dir, &file)?;
+        crate::search_params::record_built_with(&self.data_dir, &parameters)?;
         let old = std::mem::replace(&mut *self.current.write().unwrap_or_else(|p| p.into_inner()), index);
         let old_stop = std::mem::replace(&mut *self.stop_current.lock().unwrap_or_else(|p| p.into_inner()), stop);
         let _ = old_stop.send(true);
@@ -213,11 +218,12 @@ pub async fn reindex_offline(data_dir: &Path, log: Arc<dyn EventLog>) -> anyhow:
     let progress = |position: u64, head: u64| {
         eprint!("\rreindexing: {position} of {head} events");
     };
-    let (file, index, stop) = build(data_dir, &log, &progress).await?;
+    let (file, index, stop, parameters) = build(data_dir, &log, &progress).await?;
     eprintln!();
     let _ = stop.send(true);
     drop(index);
     point_to(data_dir, &file)?;
+    crate::search_params::record_built_with(data_dir, &parameters)?;
     if old != data_dir.join(&file) {
         remove_index_files(&old);
     }

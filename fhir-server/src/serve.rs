@@ -15,6 +15,8 @@ use tokio::sync::watch;
 use crate::config::{BackendKind, Config, SyncMode};
 use crate::history_index::ProjectedHistory;
 use crate::search_backend::IndexedSearch;
+use crate::guides::{CustomSearchParameters, Installer};
+use crate::search_params::ApiSearchParameters;
 use crate::search_slot::SearchSlot;
 
 /// File names inside the data directory.
@@ -79,7 +81,8 @@ pub struct Embedded {
     stop_projectors: watch::Sender<bool>,
     history_projector: tokio::task::JoinHandle<()>,
     export_worker: Option<tokio::task::JoinHandle<()>>,
-    notifier: Vec<tokio::task::JoinHandle<()>>,
+    /// The notifier, the SearchParameter projection and the index keeper.
+    tasks: Vec<tokio::task::JoinHandle<()>>,
     api: Arc<command_api::AppState>,
     router: axum::Router,
 }
@@ -94,7 +97,15 @@ impl Embedded {
         let (stop_projectors, projectors_stopped) = watch::channel(false);
         let dyn_log: Arc<dyn EventLog> = log.clone();
         let history_projector = tokio::spawn(projector_history::run(history.clone(), dyn_log.clone(), projectors_stopped.clone()));
+        let conformance = crate::guides::conformance(config, &crate::guides::load(config)?)?;
+        let custom = CustomSearchParameters::new(&conformance);
+        let api_parameters = ApiSearchParameters::open(&config.data_dir, custom.clone())?;
+        custom.apply(&api_parameters.resources());
         let search = SearchSlot::open(&config.data_dir, dyn_log.clone(), bulk_load)?;
+        let mut guide_tasks = vec![
+            tokio::spawn(event_log::tail::run(api_parameters.clone(), dyn_log.clone(), projectors_stopped.clone())),
+            tokio::spawn(crate::search_params::keep_index_current(search.clone(), config.data_dir.clone(), custom.subscribe(), projectors_stopped.clone())),
+        ];
         let api_config = config.api_config();
         let authenticator = crate::auth::authenticator(&config.auth)?;
         let audit: Option<Arc<dyn audit_log::AuditStore>> = match config.audit {
@@ -107,10 +118,20 @@ impl Embedded {
         // One process per data directory: its worker takes its own unfinished jobs back at once.
         let (exports, export_worker) = crate::exports::start(config, "embedded".into(), jobs, history.clone(), dyn_log.clone(), &blobs, projectors_stopped.clone());
         let (subscriptions, notifier) = crate::notifier::start(config, dyn_log.clone(), projectors_stopped)?;
-        let services = command_api::state::Services { blobs, exports, subscriptions };
+        let guides = Arc::new(command_api::state::Guides::new(conformance, config.ig.required_profiles.clone()));
+        let listed = api_parameters.clone();
+        guides.set_installer(Arc::new(Installer {
+            config: config.clone(),
+            guides: guides.clone(),
+            search_parameters: custom,
+            api_parameters: Arc::new(move || listed.resources()),
+            lock: tokio::sync::Mutex::new(()),
+        }));
+        let services = command_api::state::Services { blobs, exports, subscriptions, guides };
         let api = command_api::AppState::new(dyn_log, history, Arc::new(IndexedSearch(search.clone())), api_config.clone(), authenticator, audit, services);
         let router = command_api::router_for(api.clone()).merge(crate::admin::routes(&api_config.base_path, search.clone()));
-        Ok(Embedded { _lock: lock, log, search, stop_projectors, history_projector, export_worker, notifier, api, router })
+        guide_tasks.extend(notifier);
+        Ok(Embedded { _lock: lock, log, search, stop_projectors, history_projector, export_worker, tasks: guide_tasks, api, router })
     }
 
     /// The API (and the admin routes) to serve.
@@ -137,7 +158,7 @@ impl Embedded {
         let _ = self.stop_projectors.send(true);
         self.search.stop();
         let _ = self.history_projector.await;
-        for task in self.export_worker.into_iter().chain(self.notifier) {
+        for task in self.export_worker.into_iter().chain(self.tasks) {
             let _ = task.await;
         }
         self.log.close().await;

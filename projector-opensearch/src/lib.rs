@@ -25,7 +25,7 @@ use event_log::Event;
 use opensearch::http::request::JsonBody;
 use opensearch::http::transport::{SingleNodeConnectionPool, TransportBuilder};
 use opensearch::http::Url;
-use opensearch::indices::{IndicesCreateParts, IndicesGetAliasParts, IndicesRefreshParts};
+use opensearch::indices::{IndicesCreateParts, IndicesGetAliasParts, IndicesPutMappingParts, IndicesRefreshParts};
 use opensearch::{BulkParts, OpenSearch};
 use serde_json::{json, Value};
 
@@ -99,6 +99,7 @@ impl OpenSearchIndex {
             return Ok(());
         }
         if self.current_indexes().await?.contains_key(alias) {
+            self.update_mapping(alias, resource_type).await?;
             self.aliases.lock().unwrap_or_else(|p| p.into_inner()).insert(alias.to_string());
             return Ok(());
         }
@@ -106,6 +107,20 @@ impl OpenSearchIndex {
         self.create_index(&index, resource_type, Some(alias)).await?;
         self.aliases.lock().unwrap_or_else(|p| p.into_inner()).insert(alias.to_string());
         Ok(())
+    }
+
+    /// Adds to an existing index the fields of search parameters installed since it was made
+    /// (custom ones, from Implementation Guides); fields already there are unchanged. A field
+    /// whose type changed cannot be updated: `fhir-server reindex` builds new indexes.
+    async fn update_mapping(&self, alias: &str, resource_type: &str) -> Result<()> {
+        let mappings = mapping::mappings(resource_type);
+        let response = self.client.indices().put_mapping(IndicesPutMappingParts::Index(&[alias])).body(mappings).send().await.map_err(opensearch_error)?;
+        let status = response.status_code();
+        if status.is_success() {
+            return Ok(());
+        }
+        let answer: Value = response.json().await.map_err(opensearch_error)?;
+        Err(IndexError::OpenSearch(format!("updating the mapping of {alias} answered {status}: {}; rebuild the indexes (`fhir-server reindex`)", answer["error"]["reason"])))
     }
 
     /// Creates a concrete index with the type's mapping (and an alias); one that exists already is

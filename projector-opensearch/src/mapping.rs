@@ -1,4 +1,5 @@
-//! The mapping of a resource type's index, generated from its SearchParameters.
+//! The mapping of a resource type's index, generated from its SearchParameters (the R4 ones
+//! and the custom ones installed when it is generated).
 //!
 //! Every parameter is a `nested` field under `p`, so that the parts of one value (a token's
 //! system and code, a date's low and high end) are matched together. Its sub-fields follow the
@@ -9,7 +10,8 @@
 //! in turn. The mapping is strict: a value the mapping does not
 //! describe is an error, never silently unindexed.
 
-use fhir_core::definitions::{r4, SearchParamType, SearchParameter};
+use fhir_core::definitions::{SearchParamType, SearchParameter};
+use fhir_core::search::registry;
 use serde_json::{json, Map, Value};
 
 fn keyword() -> Value {
@@ -51,7 +53,7 @@ fn fields(parameter: &SearchParameter, into: &mut Map<String, Value>) {
             let mut components = Map::new();
             components.insert("g".into(), json!({"type": "integer"}));
             for (index, component) in parameter.component.iter().enumerate() {
-                let kind = r4().search_parameter_by_url(&component.definition).map(|definition| definition.kind);
+                let kind = registry::search_parameter_by_url(&component.definition).map(|definition| definition.kind);
                 if let Some(shape) = kind.and_then(shape) {
                     components.insert(index.to_string(), shape);
                 }
@@ -75,7 +77,7 @@ fn fields(parameter: &SearchParameter, into: &mut Map<String, Value>) {
 /// The mappings of the index of `resource_type`.
 pub fn mappings(resource_type: &str) -> Value {
     let mut parameters = Map::new();
-    for parameter in r4().search_parameters_for(resource_type) {
+    for parameter in registry::search_parameters_for(resource_type) {
         fields(parameter, &mut parameters);
     }
     json!({

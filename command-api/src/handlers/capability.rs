@@ -8,27 +8,39 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use fhir_core::definitions::{SearchParamType, SearchParameter};
+use fhir_core::search::registry;
 use serde_json::{json, Value};
 
 use crate::error::{ApiError, ApiResult};
 use crate::negotiate::RequestContext;
 use crate::respond::{fhir_json_response, prettify};
-use crate::state::{ApiConfig, AppState};
+use crate::state::{ApiConfig, AppState, Guides};
 
 /// The interactions every resource type supports.
 const TYPE_INTERACTIONS: &[&str] =
     &["read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create", "search-type"];
 
 pub async fn metadata(State(state): State<Arc<AppState>>, context: RequestContext) -> ApiResult<Response> {
-    let mut body = state.capability_statement.clone();
+    let generations = (registry::generation(), state.guides.generation());
+    let mut body = {
+        let mut cached = state.capability_statement.lock().unwrap_or_else(|p| p.into_inner());
+        if cached.0 != generations {
+            *cached = (generations, capability_statement(&state.config, &state.guides));
+        }
+        cached.1.clone()
+    };
     if context.pretty {
         body = prettify(body);
     }
     Ok(fhir_json_response(StatusCode::OK, body))
 }
 
-/// Renders the CapabilityStatement for a configuration.
-pub fn capability_statement(config: &ApiConfig) -> Bytes {
+/// Renders the CapabilityStatement for a configuration and the loaded guides: their
+/// ImplementationGuides, their profiles of each type (`supportedProfile`; a single required
+/// profile becomes the type's `profile`), and the custom search parameters in use.
+pub fn capability_statement(config: &ApiConfig, guides: &Guides) -> Bytes {
+    let conformance = guides.current();
+    let profiles = conformance.resource_profiles();
     let interactions: Vec<Value> = TYPE_INTERACTIONS.iter().map(|code| json!({ "code": code })).collect();
     let resources: Vec<Value> = fhir_core::definitions::r4()
         .resource_types()
@@ -54,12 +66,17 @@ pub fn capability_statement(config: &ApiConfig) -> Bytes {
             if resource_type == "Subscription" {
                 supported_profiles.push("http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-subscription");
             }
+            supported_profiles.extend(profiles.iter().filter(|(of, _)| *of == resource_type).map(|(_, url)| *url));
+            let base_profile = match guides.required_for(resource_type) {
+                [only] => only.clone(),
+                _ => format!("http://hl7.org/fhir/StructureDefinition/{resource_type}"),
+            };
             if resource_type == "Group" {
                 operations.push(json!({ "name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export" }));
             }
             let mut entry = json!({
                 "type": resource_type,
-                "profile": format!("http://hl7.org/fhir/StructureDefinition/{resource_type}"),
+                "profile": base_profile,
                 "interaction": interactions,
                 "versioning": "versioned-update",
                 "readHistory": true,
@@ -105,6 +122,9 @@ pub fn capability_statement(config: &ApiConfig) -> Bytes {
             "operation": [{ "name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export" }]
         }]
     });
+    if !conformance.guides().is_empty() {
+        statement["implementationGuide"] = json!(conformance.guides());
+    }
     if let Some(smart) = &config.smart_configuration {
         statement["rest"][0]["security"] = security(smart);
     }
@@ -147,16 +167,15 @@ pub async fn smart_configuration(State(state): State<Arc<AppState>>) -> ApiResul
     Ok(response)
 }
 
-/// The parameters of a type that the search index answers: those with an expression, except the
-/// `special` ones (`near`), plus `_id` and `_lastUpdated`.
-fn searchable_parameters(resource_type: &str) -> impl Iterator<Item = &'static SearchParameter> + '_ {
-    let definitions = fhir_core::definitions::r4();
-    let all: Box<dyn Iterator<Item = &'static SearchParameter>> = if resource_type == "Resource" {
-        Box::new(definitions.search_parameters().iter().filter(|p| p.core && p.base.iter().any(|b| b == "Resource")))
+/// The parameters of a type (core and custom) that the search index answers: those with an
+/// expression, except the `special` ones (`near`), plus `_id` and `_lastUpdated`.
+fn searchable_parameters(resource_type: &str) -> impl Iterator<Item = &'static SearchParameter> {
+    let all = if resource_type == "Resource" {
+        registry::resource_level_parameters()
     } else {
-        Box::new(definitions.search_parameters_for(resource_type))
+        registry::search_parameters_for(resource_type)
     };
-    all.filter(|p| p.expression.is_some() && p.kind != SearchParamType::Special)
+    all.into_iter().filter(|p| p.expression.is_some() && p.kind != SearchParamType::Special)
 }
 
 fn search_param_json(parameter: &SearchParameter) -> Value {

@@ -38,6 +38,7 @@ pub fn routes(state: Arc<AppState>) -> Router {
         .route("/$audit", get(crate::audit::query))
         .route("/_blob/{*key}", get(blob::download).put(blob::upload))
         .route("/$export", get(export::system).post(export::system))
+        .route("/$install-package", axum::routing::post(crate::guides::install))
         .route("/$export-status/{id}", get(export::status).delete(export::cancel))
         .route("/Patient/$export", get(export::patient).post(export::patient))
         .route("/Group/{id}/$export", get(export::group).post(export::group))

@@ -61,18 +61,21 @@ pub async fn operation(
 }
 
 /// `$validate`: 200 with an OperationOutcome listing every issue (or "All OK"), whether or not the
-/// resource is valid. The body is the resource itself or a Parameters resource with a `resource`.
+/// resource is valid. The body is the resource itself or a Parameters resource with a `resource`
+/// (and optionally a `profile`). The resource is checked against R4, against the loaded profiles
+/// it claims or the configuration requires, and against `profile` (a query parameter or a
+/// Parameters part) when given: an unknown profile is an error issue.
 async fn validate_operation(state: &AppState, resource_type: &str, context: &RequestContext, body: Body) -> ApiResult<Response> {
     let body = read_resource_body(state, &context.headers, body).await?;
     let value = parse_json(&body)?;
+    let mut profile = context.params.iter().find(|(name, _)| name == "profile").map(|(_, value)| value.clone());
     let resource = if value.get("resourceType").and_then(Value::as_str) == Some("Parameters") && resource_type != "Parameters" {
-        value
-            .get("parameter")
-            .and_then(Value::as_array)
-            .and_then(|parameters| parameters.iter().find(|p| p.get("name").and_then(Value::as_str) == Some("resource")))
-            .and_then(|parameter| parameter.get("resource"))
-            .cloned()
-            .ok_or_else(|| ApiError::invalid("the Parameters resource has no 'resource' parameter"))?
+        let parameters = value.get("parameter").and_then(Value::as_array);
+        let named = |name: &str| parameters.and_then(|parameters| parameters.iter().find(|p| p.get("name").and_then(Value::as_str) == Some(name)));
+        if let Some(url) = named("profile").and_then(|p| p.get("valueUri").or_else(|| p.get("valueCanonical"))).and_then(Value::as_str) {
+            profile = Some(url.to_string());
+        }
+        named("resource").and_then(|parameter| parameter.get("resource")).cloned().ok_or_else(|| ApiError::invalid("the Parameters resource has no 'resource' parameter"))?
     } else {
         value
     };
@@ -82,7 +85,16 @@ async fn validate_operation(state: &AppState, resource_type: &str, context: &Req
             format!("resourceType '{found}' does not match the type in the URL ({resource_type})"),
         )
         .at("resourceType")],
-        _ => fhir_core::validation::validate_resource(&resource),
+        _ => {
+            let mut issues = fhir_core::validation::validate_resource(&resource);
+            let guides = state.guides.current();
+            issues.extend(guides.validate_claimed(&resource, state.guides.required_for(resource_type)));
+            let claimed = resource.pointer("/meta/profile").and_then(Value::as_array).is_some_and(|claimed| claimed.iter().any(|c| c.as_str() == profile.as_deref()));
+            if let Some(profile) = profile.as_deref().filter(|_| !claimed) {
+                issues.extend(guides.validate(&resource, profile));
+            }
+            issues
+        }
     };
     let mut body = serde_json::to_vec(&operation_outcome(&issues)).unwrap_or_default().into();
     if context.pretty {

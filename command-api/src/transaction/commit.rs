@@ -425,6 +425,7 @@ fn decide_one<'e>(state: &AppState, principal: &Principal, entry: &'e BundleEntr
             crate::subscriptions::prepare(state, &mut prepared)?;
             *resource = Cow::Owned(prepared);
         }
+        crate::guides::check_write(state, &key.resource_type, resource.as_ref())?;
     }
     let live = latest.filter(|event| event.operation != Operation::Delete).map(|event| &event.body[..]);
     let (interaction, new) = match &decision {

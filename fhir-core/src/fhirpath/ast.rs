@@ -17,8 +17,11 @@ pub(crate) enum Expr {
     This,
     /// `$index` inside `where`, `select`, `all`, `exists`, `repeat`.
     Index,
-    /// `%resource`, `%rootResource`: the resource the evaluation started from.
+    /// `%resource`: the resource the evaluation started from.
     Resource,
+    /// `%rootResource`: the resource that contains `%resource` when that one is contained, else
+    /// `%resource` itself.
+    RootResource,
     /// `%context`: the item the evaluation started from.
     Context,
     /// An identifier that starts a path: a type name tests the focus (`Patient` in
@@ -205,12 +208,17 @@ functions! {
     Single = "single", 0..=0;
     Union = "union", 1..=1;
     Combine = "combine", 1..=1;
+    Intersect = "intersect", 1..=1;
+    Exclude = "exclude", 1..=1;
+    SubsetOf = "subsetOf", 1..=1;
+    SupersetOf = "supersetOf", 1..=1;
     Children = "children", 0..=0;
     Descendants = "descendants", 0..=0;
     Extension = "extension", 1..=1;
     HasExtension = "hasExtension", 1..=1;
     Resolve = "resolve", 0..=0;
     MemberOf = "memberOf", 1..=1;
+    HtmlChecks = "htmlChecks", 0..=0;
     Iif = "iif", 2..=3;
     Trace = "trace", 1..=2;
     Today = "today", 0..=0;
@@ -219,6 +227,7 @@ functions! {
     StartsWith = "startsWith", 1..=1;
     EndsWith = "endsWith", 1..=1;
     Matches = "matches", 1..=1;
+    MatchesFull = "matchesFull", 1..=1;
     ReplaceMatches = "replaceMatches", 2..=2;
     Replace = "replace", 2..=2;
     Substring = "substring", 1..=2;
@@ -229,29 +238,25 @@ functions! {
     ToString = "toString", 0..=0;
     ToInteger = "toInteger", 0..=0;
     ToDecimal = "toDecimal", 0..=0;
+    ToBoolean = "toBoolean", 0..=0;
+    ToDate = "toDate", 0..=0;
+    ToDateTime = "toDateTime", 0..=0;
+    ToTime = "toTime", 0..=0;
+    ToQuantity = "toQuantity", 0..=1;
+    ConvertsToString = "convertsToString", 0..=0;
+    ConvertsToInteger = "convertsToInteger", 0..=0;
+    ConvertsToDecimal = "convertsToDecimal", 0..=0;
+    ConvertsToBoolean = "convertsToBoolean", 0..=0;
+    ConvertsToDate = "convertsToDate", 0..=0;
+    ConvertsToDateTime = "convertsToDateTime", 0..=0;
+    ConvertsToTime = "convertsToTime", 0..=0;
+    ConvertsToQuantity = "convertsToQuantity", 0..=1;
 }
 
 /// Functions of FHIRPath N1 (and the FHIR additions) that this engine does not implement, so
 /// that they are reported as unsupported rather than unknown.
 pub(crate) const UNSUPPORTED_FUNCTIONS: &[&str] = &[
-    "subsetOf",
-    "supersetOf",
-    "intersect",
-    "exclude",
     "aggregate",
-    "convertsToBoolean",
-    "convertsToInteger",
-    "convertsToDecimal",
-    "convertsToString",
-    "convertsToDate",
-    "convertsToDateTime",
-    "convertsToTime",
-    "convertsToQuantity",
-    "toBoolean",
-    "toDate",
-    "toDateTime",
-    "toTime",
-    "toQuantity",
     "toChars",
     "abs",
     "ceiling",
@@ -265,7 +270,6 @@ pub(crate) const UNSUPPORTED_FUNCTIONS: &[&str] = &[
     "truncate",
     "timeOfDay",
     "conformsTo",
-    "htmlChecks",
     "elementDefinition",
     "slice",
     "checkModifiers",

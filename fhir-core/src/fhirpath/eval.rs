@@ -18,6 +18,9 @@ use super::types::{fhir_is_a, is_of_type, TypeSpec};
 
 /// What stays the same for a whole evaluation.
 pub(crate) struct Env<'a> {
+    /// `%rootResource`: the resource that contains `%resource`, or `%resource` itself when that
+    /// one is not contained. Contained references (`#id`) resolve against it.
+    pub root_resource: Item<'a>,
     /// `%resource`: the resource the evaluation started from.
     pub resource: Item<'a>,
     /// `%context`: the item the evaluation started from.
@@ -42,6 +45,7 @@ pub(crate) fn eval<'a>(expr: &Expr, env: &Env<'a>, focus: Focus<'_, 'a>) -> Resu
         Expr::This => Ok(vec![focus.this.clone()]),
         Expr::Index => Ok(focus.index.map(|i| Item::integer(i as i64)).into_iter().collect()),
         Expr::Resource => Ok(vec![env.resource.clone()]),
+        Expr::RootResource => Ok(vec![env.root_resource.clone()]),
         Expr::Context => Ok(vec![env.context.clone()]),
         Expr::Identifier(name) => Ok(identifier(name, focus.this)),
         Expr::Member(target, name) => Ok(member(eval(target, env, focus)?, name)),
@@ -100,6 +104,8 @@ fn indexer<'a>(input: Collection<'a>, index: &[Item<'a>]) -> Result<Collection<'
 #[inline(never)]
 fn type_operation<'a>(op: TypeOp, input: Collection<'a>, spec: TypeSpec) -> Result<Collection<'a>, FhirPathError> {
     match op {
+        // `{} is T` is empty in FHIRPath N1 ("in all other cases this operator returns the empty
+        // collection"); FHIRPath 3.0 made it false.
         TypeOp::Is => Ok(match singleton(&input, "is")? {
             Some(item) => vec![Item::boolean(is_of_type(item.item_type, spec))],
             None => Vec::new(),

@@ -1,4 +1,5 @@
-//! The FHIR additions to FHIRPath: `extension(url)`, `resolve()` and `memberOf(valueSet)`.
+//! The FHIR additions to FHIRPath: `extension(url)`, `resolve()`, `memberOf(valueSet)` and
+//! `htmlChecks()` (in `xhtml`).
 //!
 //! `resolve()` cannot fetch other resources. A reference to a contained resource (`#id`)
 //! resolves to that resource; any other reference resolves to an
@@ -41,9 +42,11 @@ pub(crate) fn resolve<'a>(input: Collection<'a>, env: &Env<'a>) -> Collection<'a
             ItemValue::Json(node @ Value::Object(object)) => {
                 let reference = object.get("reference").and_then(Value::as_str);
                 if let Some(local) = reference.and_then(|r| r.strip_prefix('#')) {
+                    // Contained resources live in the container, also for a reference made
+                    // inside a contained resource; `#` alone is the container itself.
                     if local.is_empty() {
-                        out.push(env.resource.clone());
-                    } else if let Some(contained) = contained(&env.resource, local) {
+                        out.push(env.root_resource.clone());
+                    } else if let Some(contained) = contained(&env.root_resource, local) {
                         out.push(contained);
                     }
                     continue;

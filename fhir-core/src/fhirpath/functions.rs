@@ -1,6 +1,7 @@
-//! The function library: filtering and projection, existence, subsetting, combining, tree
-//! navigation and utilities. String functions are in `strings`, the FHIR-specific ones
-//! (`extension`, `resolve`, `memberOf`) in `fhir`.
+//! The function library: filtering and projection, existence, subsetting, combining and set
+//! operations, tree navigation and utilities. String functions are in `strings`, conversions
+//! (`toX()`, `convertsToX()`) in `conversions`, the FHIR-specific ones (`extension`, `resolve`,
+//! `memberOf`) in `fhir`, `htmlChecks` in `xhtml`.
 //!
 //! Arguments of `where`, `select`, `repeat`, `all` and `exists` are evaluated once per input
 //! item with that item as `$this`; other arguments are evaluated once, in the caller's focus.
@@ -14,7 +15,7 @@ use super::distinct::DistinctItems;
 use super::error::FhirPathError;
 use super::eval::{boolean_collection, eval, invalid, same_item, singleton, to_boolean, Collection, Env, Focus};
 use super::item::{Item, ItemType, ItemValue, SystemType};
-use super::{fhir, navigate, strings};
+use super::{conversions, fhir, navigate, strings, xhtml};
 
 /// The most items `repeat()`/`descendants()` may collect: above the node count of any
 /// resource the server accepts, low enough to stop a runaway `repeat` over computed values.
@@ -38,6 +39,9 @@ pub(crate) fn call<'a>(
             lambda(call, input, env)
         }
         Function::Iif => iif(call, &input, env, focus),
+        // Trace output would be patient data in logs: the input passes through unchanged, and
+        // the name and projection arguments are not even evaluated.
+        Function::Trace => Ok(input),
         _ => {
             let mut args = Vec::with_capacity(call.args.len());
             for arg in &call.args {
@@ -142,6 +146,21 @@ fn plain<'a>(
             out.extend(argument(0).iter().cloned());
             Ok(out)
         }
+        Function::Intersect => {
+            let other = argument(0);
+            let mut out = DistinctItems::default();
+            out.extend(input.into_iter().filter(|item| contains_item(other, item)));
+            Ok(out.into_vec())
+        }
+        Function::Exclude => {
+            let other = argument(0);
+            Ok(input.into_iter().filter(|item| !contains_item(other, item)).collect())
+        }
+        Function::SubsetOf => {
+            let other = argument(0);
+            Ok(vec![Item::boolean(input.iter().all(|item| contains_item(other, item)))])
+        }
+        Function::SupersetOf => Ok(vec![Item::boolean(argument(0).iter().all(|item| contains_item(&input, item)))]),
         Function::Children => {
             let mut out = Vec::new();
             for item in &input {
@@ -157,8 +176,7 @@ fn plain<'a>(
         Function::HasExtension => Ok(vec![Item::boolean(!fhir::extension(&input, argument(0))?.is_empty())]),
         Function::Resolve => Ok(fhir::resolve(input, env)),
         Function::MemberOf => fhir::member_of(&input, argument(0)),
-        // Trace output would be patient data in logs; the input passes through unchanged.
-        Function::Trace => Ok(input),
+        Function::HtmlChecks => xhtml::html_checks(&input),
         Function::Today => {
             let today = crate::instant::now().date();
             let text = format!("{:04}-{:02}-{:02}", today.year(), today.month() as u8, today.day());
@@ -168,8 +186,30 @@ fn plain<'a>(
             let now = crate::instant::format_instant(crate::instant::now());
             Ok(vec![Item::new(ItemValue::DateTime(now.into()), ItemType::System(SystemType::DateTime))])
         }
+        Function::ToString
+        | Function::ToInteger
+        | Function::ToDecimal
+        | Function::ToBoolean
+        | Function::ToDate
+        | Function::ToDateTime
+        | Function::ToTime
+        | Function::ToQuantity
+        | Function::ConvertsToString
+        | Function::ConvertsToInteger
+        | Function::ConvertsToDecimal
+        | Function::ConvertsToBoolean
+        | Function::ConvertsToDate
+        | Function::ConvertsToDateTime
+        | Function::ConvertsToTime
+        | Function::ConvertsToQuantity => conversions::call(call.function, &input, &args),
         _ => strings::call(call, &input, &args),
     }
+}
+
+/// Whether `item` is in `collection`, as `intersect`, `exclude`, `subsetOf` and `supersetOf`
+/// see it: the same node, or an equal value.
+fn contains_item(collection: &[Item<'_>], item: &Item<'_>) -> bool {
+    collection.iter().any(|other| same_item(other, item))
 }
 
 /// A lambda argument evaluated for one item, as a boolean.

@@ -55,7 +55,8 @@ pub(crate) fn time_literal(text: &str, position: usize) -> Result<Expr, FhirPath
 pub(crate) fn variable(name: &str, position: usize) -> Result<Expr, FhirPathError> {
     let constant = |text: &str| Ok(Expr::Literal(Literal::String(text.into())));
     match name {
-        "resource" | "rootResource" => Ok(Expr::Resource),
+        "resource" => Ok(Expr::Resource),
+        "rootResource" => Ok(Expr::RootResource),
         "context" => Ok(Expr::Context),
         "ucum" => constant("http://unitsofmeasure.org"),
         "sct" => constant("http://snomed.info/sct"),

@@ -1,5 +1,7 @@
-//! FHIRPath over `serde_json` resources: the language of R4 SearchParameter expressions
-//! (FHIRPath N1, with the FHIR additions `extension()`, `resolve()`, `memberOf()`).
+//! FHIRPath over `serde_json` resources: the language of R4 SearchParameter expressions and of
+//! StructureDefinition invariants (FHIRPath N1, with the FHIR additions `extension()`,
+//! `resolve()`, `memberOf()`, `htmlChecks()` and the variables `%resource`, `%rootResource`,
+//! `%context`, `%ucum`, `%sct`, `%loinc`, `%vs-*`, `%ext-*`).
 //!
 //! [`compile`] parses an expression once into an [`Expression`], which callers cache;
 //! [`Expression::evaluate`] runs it over a resource and returns a collection of [`Item`]s.
@@ -24,22 +26,30 @@
 //! - `navigate`: typed path steps over JSON; `types`: `is`/`as`/`ofType`.
 //! - `eval`: the evaluator and operators; `compare`: equality and ordering (partial dates);
 //!   `distinct`: duplicate-free collections for `|`; `arithmetic`: `+ - * / div mod &`.
-//! - `functions`, `strings`, `fhir`: the function library.
+//! - `functions`, `strings`, `conversions`, `fhir`, `xhtml`: the function library.
+//! - [`Invariant`]: StructureDefinition invariants, evaluated element by element.
 //!
-//! Deliberate departures from the specification, for R4 search parameters:
+//! Deliberate departures from the specification, and limits:
 //! - `as` keeps the items of the type from a collection of any size (the specification makes
-//!   more than one item an error; R4 applies it to repeating elements).
+//!   more than one item an error; R4 search parameters apply it to repeating elements).
 //! - A FHIR primitive is also of its System type (`dateTime` is a `System.DateTime`).
 //! - `resolve()` does not fetch: see `fhir`.
+//! - `htmlChecks()` checks well-formedness, the allowed elements and content, not every
+//!   attribute rule: see `xhtml`.
+//! - Not implemented (compile errors `UnsupportedFunction`): `aggregate`, the math functions,
+//!   `toChars`, `timeOfDay`, `conformsTo`, `elementDefinition`, `slice`, `checkModifiers`,
+//!   `subsumes`, `subsumedBy`, `getValue`; no R4 or IPS invariant uses them.
 
 mod arithmetic;
 mod ast;
 mod compare;
+mod conversions;
 mod distinct;
 mod error;
 mod eval;
 mod fhir;
 mod functions;
+mod invariant;
 pub mod item;
 mod lexer;
 mod literals;
@@ -47,6 +57,7 @@ mod navigate;
 mod parser;
 mod strings;
 mod types;
+mod xhtml;
 
 #[cfg(test)]
 mod tests;
@@ -57,6 +68,7 @@ use std::str::FromStr;
 use serde_json::Value;
 
 pub use error::FhirPathError;
+pub use invariant::{corrected_r4_expression, Invariant};
 pub use item::{FhirType, Item, ItemType, ItemValue, SystemType};
 pub use parser::MAX_DEPTH;
 
@@ -81,7 +93,8 @@ impl Expression {
         &self.source
     }
 
-    /// Evaluates the expression with the resource as `%resource`, `%context` and `$this`.
+    /// Evaluates the expression with the resource as `%resource`, `%rootResource`, `%context`
+    /// and `$this`.
     pub fn evaluate<'a>(&self, resource: &'a Value) -> Result<Vec<Item<'a>>, FhirPathError> {
         self.evaluate_on(resource, &Item::resource(resource))
     }
@@ -90,7 +103,23 @@ impl Expression {
     /// composite parameter's component expression on each value of the composite's
     /// expression; `%resource` is still the resource.
     pub fn evaluate_on<'a>(&self, resource: &'a Value, context: &Item<'a>) -> Result<Vec<Item<'a>>, FhirPathError> {
-        let env = Env { resource: Item::resource(resource), context: context.clone() };
+        self.evaluate_in(resource, resource, context)
+    }
+
+    /// Evaluates the expression on an item (`$this`, `%context`) of `resource` (`%resource`),
+    /// which is contained in `root_resource` (`%rootResource`, also what contained references
+    /// resolve against). For a resource that is not contained, both are the same.
+    pub fn evaluate_in<'a>(
+        &self,
+        root_resource: &'a Value,
+        resource: &'a Value,
+        context: &Item<'a>,
+    ) -> Result<Vec<Item<'a>>, FhirPathError> {
+        let env = Env {
+            root_resource: Item::resource(root_resource),
+            resource: Item::resource(resource),
+            context: context.clone(),
+        };
         eval::eval(&self.root, &env, Focus { this: context, index: None })
     }
 }

@@ -390,18 +390,29 @@ impl Parser {
             (Function::Matches | Function::ReplaceMatches, Some(Expr::Literal(Literal::String(pattern)))) => {
                 Some(Arc::new(compile_regex(pattern).map_err(|message| FhirPathError::Syntax { position, message })?))
             }
+            (Function::MatchesFull, Some(Expr::Literal(Literal::String(pattern)))) => Some(Arc::new(
+                compile_regex(&full_match_pattern(pattern))
+                    .map_err(|message| FhirPathError::Syntax { position, message })?,
+            )),
             _ => None,
         };
         node(Expr::Call(target, Call { function, args, regex }), depth + 1)
     }
 }
 
-/// Compiles a `matches`/`replaceMatches` pattern with a bounded size.
+/// Compiles a `matches`/`replaceMatches` pattern with a bounded size, in the "single line" mode
+/// FHIRPath asks for (`.` also matches a line break).
 pub(crate) fn compile_regex(pattern: &str) -> Result<Regex, String> {
     RegexBuilder::new(pattern)
         .size_limit(REGEX_SIZE_LIMIT)
+        .dot_matches_new_line(true)
         .build()
         .map_err(|error| format!("invalid regular expression: {error}"))
+}
+
+/// The pattern of `matchesFull(pattern)`: it must match the whole string, not a part of it.
+pub(crate) fn full_match_pattern(pattern: &str) -> String {
+    format!("^(?:{pattern})$")
 }
 
 fn op_name(op: TypeOp) -> &'static str {

@@ -1,5 +1,6 @@
-//! String functions (`contains`, `startsWith`, `matches`, `substring`, ...) and conversions
-//! (`toString`, `toInteger`, `toDecimal`).
+//! String functions (`contains`, `startsWith`, `matches`, `matchesFull`, `substring`, ...).
+//! `matches` finds the pattern anywhere in the string (FHIRPath N1), `matchesFull` only when it
+//! matches the whole string.
 //!
 //! Each takes a single-item input: empty input gives empty, several items are an error. Positions
 //! and lengths count characters, not bytes.
@@ -12,8 +13,8 @@ use super::ast::{Call, Function};
 use super::compare::{scalar, Scalar};
 use super::error::FhirPathError;
 use super::eval::{invalid, singleton, Collection};
-use super::item::{Item, ItemValue};
-use super::parser::compile_regex;
+use super::item::Item;
+use super::parser::{compile_regex, full_match_pattern};
 
 pub(crate) fn call<'a>(
     call: &Call,
@@ -24,12 +25,6 @@ pub(crate) fn call<'a>(
     let Some(item) = singleton(input, name)? else {
         return Ok(Vec::new());
     };
-    match call.function {
-        Function::ToString => return Ok(to_string(item).map(Item::string).into_iter().collect()),
-        Function::ToInteger => return Ok(to_integer(item).map(Item::integer).into_iter().collect()),
-        Function::ToDecimal => return Ok(to_decimal(item).map(Item::decimal).into_iter().collect()),
-        _ => {}
-    }
     let Some(text) = string_of(item) else {
         return Err(invalid(name, "the input must be a string"));
     };
@@ -52,6 +47,7 @@ pub(crate) fn call<'a>(
         Function::StartsWith => Item::boolean(text.starts_with(string_arg(0)?)),
         Function::EndsWith => Item::boolean(text.ends_with(string_arg(0)?)),
         Function::Matches => Item::boolean(regex(call, string_arg(0)?, name)?.is_match(text)),
+        Function::MatchesFull => Item::boolean(regex(call, &full_match_pattern(string_arg(0)?), name)?.is_match(text)),
         Function::ReplaceMatches => {
             let regex = regex(call, string_arg(0)?, name)?;
             Item::string(regex.replace_all(text, string_arg(1)?).into_owned())
@@ -80,7 +76,8 @@ pub(crate) fn call<'a>(
     Ok(vec![result])
 }
 
-/// The regex of `matches`/`replaceMatches`: compiled at compile time for a literal pattern.
+/// The regex of `matches`/`matchesFull`/`replaceMatches`: compiled at compile time for a literal
+/// pattern (anchored there for `matchesFull`).
 fn regex(call: &Call, pattern: &str, name: &'static str) -> Result<Arc<Regex>, FhirPathError> {
     match &call.regex {
         Some(regex) => Ok(regex.clone()),
@@ -92,40 +89,6 @@ fn regex(call: &Call, pattern: &str, name: &'static str) -> Result<Arc<Regex>, F
 fn string_of<'x>(item: &'x Item<'_>) -> Option<&'x str> {
     match scalar(item)? {
         Scalar::String(text) | Scalar::Date(text) | Scalar::DateTime(text) | Scalar::Time(text) => Some(text),
-        _ => None,
-    }
-}
-
-fn to_string(item: &Item<'_>) -> Option<String> {
-    Some(match scalar(item)? {
-        Scalar::Boolean(value) => value.to_string(),
-        Scalar::String(text) | Scalar::Date(text) | Scalar::DateTime(text) | Scalar::Time(text) => text.to_string(),
-        Scalar::Integer(value) => value.to_string(),
-        Scalar::Decimal(value) => match &item.value {
-            // A JSON decimal keeps its written form (`1.50`) only as far as serde_json does.
-            ItemValue::Json(serde_json::Value::Number(number)) => number.to_string(),
-            _ => value.to_string(),
-        },
-        Scalar::Quantity(value, unit) => format!("{value} '{unit}'"),
-        Scalar::Node(_) => return None,
-    })
-}
-
-fn to_integer(item: &Item<'_>) -> Option<i64> {
-    match scalar(item)? {
-        Scalar::Integer(value) => Some(value),
-        Scalar::Boolean(value) => Some(i64::from(value)),
-        Scalar::String(text) => text.trim().parse().ok(),
-        _ => None,
-    }
-}
-
-fn to_decimal(item: &Item<'_>) -> Option<f64> {
-    match scalar(item)? {
-        Scalar::Integer(value) => Some(value as f64),
-        Scalar::Decimal(value) => Some(value),
-        Scalar::Boolean(value) => Some(if value { 1.0 } else { 0.0 }),
-        Scalar::String(text) => text.trim().parse::<f64>().ok().filter(|v| v.is_finite()),
         _ => None,
     }
 }

@@ -177,7 +177,7 @@ impl<'a> Candidate<'a> {
 
     /// A composite matches when one occurrence has every component matching.
     fn composite(&self, param: &ParamRef, values: &[SearchValue]) -> Result<bool, Unsupported> {
-        let kinds = r4().composite_component_kinds(&param.code).ok_or_else(|| Unsupported("unknown composite parameter".into()))?;
+        let kinds = param.composite_components().ok_or_else(|| Unsupported("unknown composite parameter".into()))?;
         let first = format!("{}$0", param.code);
         for value in values {
             let SearchValue::Composite(parts) = value else { return Err(Unsupported("composite values need $".into())) };

@@ -1,9 +1,10 @@
-//! The typed search query: a search request's parameters parsed once, against the R4
-//! SearchParameters, into criteria (AND of ORs), chains, reverse chains, includes, sort, paging and
+//! The typed search query: a search request's parameters parsed once, against the
+//! SearchParameters in use (the R4 ones and the custom ones of [`super::registry`]), into criteria (AND of ORs), chains, reverse chains, includes, sort, paging and
 //! result shaping. Every backend (SQLite, OpenSearch, the in-memory matcher) interprets this one
 //! model.
 
 use super::escape::split_unescaped;
+use super::registry;
 use super::value::{parse_of_type, parse_token, parse_value, SearchValue};
 use crate::definitions::{r4, SearchParamType, SearchParameter};
 use crate::history::parse_count;
@@ -22,11 +23,26 @@ pub struct ParamRef {
     pub kind: SearchParamType,
     /// Types a reference parameter may point to.
     pub targets: Vec<String>,
+    /// The types of a composite's components, in order; empty for other parameters (and for a
+    /// composite whose components are unknown, which cannot be searched).
+    pub components: Vec<SearchParamType>,
 }
 
 impl ParamRef {
     fn of(parameter: &SearchParameter) -> Self {
-        ParamRef { code: parameter.code.clone(), kind: parameter.kind, targets: parameter.target.clone() }
+        let components = parameter
+            .component
+            .iter()
+            .map(|component| registry::search_parameter_by_url(&component.definition).map(|definition| definition.kind))
+            .collect::<Option<Vec<_>>>()
+            .unwrap_or_default();
+        ParamRef { code: parameter.code.clone(), kind: parameter.kind, targets: parameter.target.clone(), components }
+    }
+
+    /// The types of a composite's components; `None` when they are unknown (not a composite, or
+    /// one with an unknown component).
+    pub fn composite_components(&self) -> Option<&[SearchParamType]> {
+        (self.kind == SearchParamType::Composite && !self.components.is_empty()).then_some(self.components.as_slice())
     }
 }
 
@@ -281,32 +297,29 @@ fn parse_one(query: &mut SearchQuery, name: &str, value: &str) -> Result<Applied
     Ok(Applied::Yes)
 }
 
-/// The parameter `code` if it is defined, with one type, on every type in `types` (all types
-/// when empty: then only the parameters of `Resource`).
+/// The parameter `code` if it is defined, with one type (and for a composite, the same
+/// components), on every type in `types` (all types when empty: then only the resource-level
+/// parameters); the targets are those of every type.
 fn common_param(types: &[String], code: &str) -> Option<ParamRef> {
-    let definitions = r4();
     if types.is_empty() {
-        return definitions
-            .search_parameters()
-            .iter()
-            .find(|p| p.core && p.code == code && p.base.iter().any(|base| base == "Resource"))
-            .map(ParamRef::of);
+        return registry::resource_level(code).map(ParamRef::of);
     }
     let mut found: Option<ParamRef> = None;
-    let mut targets = Vec::new();
     for resource_type in types {
-        let parameter = definitions.search_parameter(resource_type, code)?;
-        if found.as_ref().is_some_and(|first| first.kind != parameter.kind) {
-            return None;
-        }
-        for target in &parameter.target {
-            if !targets.contains(target) {
-                targets.push(target.clone());
+        let parameter = ParamRef::of(registry::search_parameter(resource_type, code)?);
+        match &mut found {
+            Some(first) if first.kind != parameter.kind || first.components != parameter.components => return None,
+            Some(first) => {
+                for target in parameter.targets {
+                    if !first.targets.contains(&target) {
+                        first.targets.push(target);
+                    }
+                }
             }
+            None => found = Some(parameter),
         }
-        found.get_or_insert_with(|| ParamRef::of(parameter));
     }
-    found.map(|param| ParamRef { targets, ..param })
+    found
 }
 
 /// Parses a parameter name (`name:exact`, `subject:Patient.name`, `_has:Observation:patient:code`).
@@ -416,45 +429,20 @@ fn parse_values(path: &ParamPath, value: &str) -> Result<Vec<SearchValue>, Strin
             (SearchParamType::Reference, Some(Modifier::Type(target))) if !raw.contains('/') => {
                 parse_value(SearchParamType::Reference, &format!("{target}/{raw}"))
             }
-            (SearchParamType::Composite, _) => parse_composite(&param.code, path, raw),
+            (SearchParamType::Composite, _) => parse_composite(param, raw),
             (SearchParamType::Special, _) => Err("special parameters are not supported".into()),
             (kind, _) => parse_value(kind, raw),
         })
         .collect()
 }
 
-fn parse_composite(code: &str, path: &ParamPath, raw: &str) -> Result<SearchValue, String> {
-    let parameter = composite_definition(path, code).ok_or("unknown composite parameter")?;
+fn parse_composite(param: &ParamRef, raw: &str) -> Result<SearchValue, String> {
+    let kinds = param.composite_components().ok_or("unknown composite parameter")?;
     let parts = split_unescaped(raw, '$');
-    if parts.len() != parameter.component.len() {
-        return Err(format!("a composite value needs {} parts separated by $", parameter.component.len()));
+    if parts.len() != kinds.len() {
+        return Err(format!("a composite value needs {} parts separated by $", kinds.len()));
     }
-    let mut values = Vec::with_capacity(parts.len());
-    for (component, part) in parameter.component.iter().zip(parts) {
-        let kind = r4().search_parameter_by_url(&component.definition).map(|p| p.kind).ok_or("unknown composite component")?;
-        values.push(parse_value(kind, part)?);
-    }
-    Ok(SearchValue::Composite(values))
-}
-
-/// The definition of a composite parameter at the end of `path` (composites are not shared
-/// across types, so the first base that defines the code is the one).
-fn composite_definition(path: &ParamPath, code: &str) -> Option<&'static SearchParameter> {
-    r4().search_parameters().iter().find(|p| p.core && p.code == code && p.kind == SearchParamType::Composite && leaf_types(path).iter().any(|t| p.base.contains(t)))
-}
-
-fn leaf_types(path: &ParamPath) -> Vec<String> {
-    match path {
-        ParamPath::Direct { .. } => r4().resource_types().map(String::from).collect(),
-        ParamPath::Chain { target_types, next, .. } => match next.as_ref() {
-            ParamPath::Direct { .. } => target_types.clone(),
-            deeper => leaf_types(deeper),
-        },
-        ParamPath::Has { source_type, next, .. } => match next.as_ref() {
-            ParamPath::Direct { .. } => vec![source_type.clone()],
-            deeper => leaf_types(deeper),
-        },
-    }
+    kinds.iter().zip(parts).map(|(kind, part)| parse_value(*kind, part)).collect::<Result<_, _>>().map(SearchValue::Composite)
 }
 
 fn parse_include(value: &str, iterate: bool) -> Result<Include, String> {
@@ -471,7 +459,7 @@ fn parse_include(value: &str, iterate: bool) -> Result<Include, String> {
         return Err(format!("'{}' is not a resource type", short(source_type)));
     }
     if param != "*" {
-        match r4().search_parameter(source_type, param) {
+        match registry::search_parameter(source_type, param) {
             Some(p) if p.kind == SearchParamType::Reference => {}
             _ => return Err(format!("'{}' is not a reference parameter of {source_type}", short(param))),
         }

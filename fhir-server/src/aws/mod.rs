@@ -168,7 +168,8 @@ impl Stores {
             false => None,
         };
         let blobs = crate::blobs::aws(config, self.clients.s3.clone());
-        let services = command_api::state::Services { blobs, exports, subscriptions };
+        let guides = crate::guides::load_fixed(config)?;
+        let services = command_api::state::Services { blobs, exports, subscriptions, guides };
         Ok(command_api::AppState::new(self.log.clone(), history, search_port, config.api_config(), crate::auth::authenticator(&config.auth)?, audit, services))
     }
 }

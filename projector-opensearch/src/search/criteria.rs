@@ -3,7 +3,7 @@
 //! match its rest and then the references to them; `_has` first finds the sources that match
 //! and then the resources they refer to (both bounded by [`MAX_LINKED`]).
 
-use fhir_core::definitions::{r4, SearchParamType};
+use fhir_core::definitions::SearchParamType;
 use fhir_core::instant::unix_millis;
 use fhir_core::search::{Modifier, ParamPath, ParamRef, SearchValue};
 use serde_json::{json, Value};
@@ -150,7 +150,7 @@ fn missing_query(param: &ParamRef, missing: bool) -> Result<Value, SearchError> 
 
 /// A composite matches when one occurrence has every component matching.
 fn composite(param: &ParamRef, values: &[SearchValue]) -> Result<Value, SearchError> {
-    let kinds = r4().composite_component_kinds(&param.code).ok_or_else(|| Unsupported("unknown composite parameter".into()))?;
+    let kinds = param.composite_components().ok_or_else(|| Unsupported("unknown composite parameter".into()))?;
     let at = format!("p.{}", param.code);
     let mut ways = Vec::new();
     for value in values {

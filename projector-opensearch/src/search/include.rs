@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 
 use fhir_core::definitions::r4;
-use fhir_core::search::{Include, SearchQuery};
+use fhir_core::search::{registry, Include, SearchQuery};
 use super::criteria::refers_to;
 use super::value::{all, any, term};
 use super::{Found, SearchError};
@@ -86,7 +86,7 @@ impl OpenSearchIndex {
                 // `*`: through any reference parameter of the source type.
                 let params: std::collections::BTreeSet<&str> = sources
                     .iter()
-                    .flat_map(|source| r4().search_parameters_for(source))
+                    .flat_map(|source| registry::search_parameters_for(source))
                     .filter(|p| p.kind == fhir_core::definitions::SearchParamType::Reference)
                     .map(|p| p.code.as_str())
                     .collect();

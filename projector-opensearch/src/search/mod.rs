@@ -11,7 +11,7 @@ mod include;
 mod value;
 
 use fhir_core::definitions::SearchParamType;
-use fhir_core::search::{CompartmentFilter, SearchQuery, SortKey, Total};
+use fhir_core::search::{registry, CompartmentFilter, SearchQuery, SortKey, Total};
 use fhir_core::summary::SummaryMode;
 use opensearch::SearchParts;
 use serde_json::{json, Value};
@@ -109,12 +109,11 @@ impl Found {
 
     /// Every reference parameter this resource has values for.
     fn reference_params(&self) -> Vec<String> {
-        let definitions = fhir_core::definitions::r4();
         self.source
             .as_object()
             .into_iter()
             .flat_map(|parameters| parameters.keys())
-            .filter(|code| definitions.search_parameter(&self.resource_type, code).is_some_and(|p| p.kind == SearchParamType::Reference))
+            .filter(|code| registry::search_parameter(&self.resource_type, code).is_some_and(|p| p.kind == SearchParamType::Reference))
             .cloned()
             .collect()
     }

@@ -4,7 +4,7 @@
 //! (`EXISTS (SELECT ... WHERE row = r.row)`), a lookup by key in the clustered value table. So a
 //! selective first criterion is never slowed down by a broad second one (`date=ge2020`).
 
-use fhir_core::definitions::{r4, SearchParamType};
+use fhir_core::definitions::SearchParamType;
 use fhir_core::instant::unix_millis;
 use fhir_core::search::{Modifier, ParamPath, ParamRef, SearchValue};
 
@@ -344,7 +344,7 @@ fn last_updated_sql(sql: &mut Sql, alias: &str, values: &[SearchValue]) -> Resul
 
 /// A composite matches when one occurrence (`grp`) has every component matching.
 fn composite_sql(sql: &mut Sql, alias: &str, param: &ParamRef, values: &[SearchValue], role: Role) -> Result<()> {
-    let kinds = r4().composite_component_kinds(&param.code).ok_or_else(|| Unsupported("unknown composite parameter".into()))?;
+    let kinds = param.composite_components().ok_or_else(|| Unsupported("unknown composite parameter".into()))?;
     sql.push("(");
     for (index, value) in values.iter().enumerate() {
         let SearchValue::Composite(parts) = value else { return Err(Unsupported("composite values need $".into())) };

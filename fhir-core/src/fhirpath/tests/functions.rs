@@ -253,3 +253,104 @@ fn utilities() {
         &["today() > @2020", "now() > @2020-01-01T00:00:00Z", "today().toString().length() = 10"],
     );
 }
+
+#[test]
+fn set_functions() {
+    let observation = observation();
+    assert_all_true(
+        &observation,
+        &[
+            "(1 | 2 | 3).intersect(2 | 3 | 4) = (2 | 3)",
+            "(1 | 2).intersect({}).empty()",
+            "(1).combine(1).combine(2).intersect(1 | 2).count() = 2",
+            "(1).combine(2).combine(1).combine(3).exclude(1) = (2 | 3)",
+            "(1).combine(2).combine(2).exclude(1).count() = 2",
+            "(1 | 2).exclude({}).count() = 2",
+            "(1 | 2).subsetOf(1 | 2 | 3)",
+            "(1 | 4).subsetOf(1 | 2 | 3) = false",
+            "{}.subsetOf(1)",
+            "(1).subsetOf({}) = false",
+            "(1 | 2 | 3).supersetOf(3 | 1)",
+            "(1 | 2).supersetOf(3) = false",
+            "(1).supersetOf({})",
+            // Complex values compare by content: obs-7's `coding.intersect(%resource.code.coding)`.
+            "Observation.code.coding.intersect(%resource.code.coding).count() = 1",
+            "Observation.component.code.where(coding.intersect(%resource.code.coding).exists()).empty()",
+        ],
+    );
+}
+
+#[test]
+fn matches_full_anchors_and_both_are_single_line() {
+    let patient = patient();
+    assert_all_true(
+        &patient,
+        &[
+            "'abc'.matches('b')",
+            "'abc'.matchesFull('b') = false",
+            "'abc'.matchesFull('a.c')",
+            "'abc'.matchesFull('a|abc')",
+            "'abcd'.matchesFull('a.c') = false",
+            "'abc'.matchesFull('b' + '') = false",
+            "'abc'.matchesFull('[a-c]' + '+')",
+            "Patient.gender.matchesFull('male|female')",
+            // "Single line" mode: `.` also matches a line break.
+            "'a\\nc'.matches('a.c')",
+            "'a\\nc'.matchesFull('a.c')",
+        ],
+    );
+    assert_eq!(eval("Patient.foo.matchesFull('a')", &patient), NONE);
+    assert!(matches!(error("'a'.matchesFull('(')", &patient), FhirPathError::Syntax { .. }));
+}
+
+#[test]
+fn trace_passes_its_input_without_evaluating_its_arguments() {
+    let patient = patient();
+    assert_eq!(eval("Patient.name.given.trace('given')", &patient).len(), 3);
+    // The projection would fail (several items to `single()`) if it were evaluated.
+    assert_eq!(eval("Patient.gender.trace('g', Patient.name.given.single())", &patient), [json!("male")]);
+}
+
+#[test]
+fn html_checks_the_narrative_rules() {
+    let patient = patient();
+    assert_eq!(truth("Patient.text.div.htmlChecks()", &patient), Some(true));
+    let narrative = |div: &str| json!({"resourceType": "Patient", "text": {"status": "generated", "div": div}});
+    let valid = [
+        r#"<div xmlns="http://www.w3.org/1999/xhtml">x</div>"#,
+        r#"<div xmlns="http://www.w3.org/1999/xhtml"><p>A <b>bold</b> &amp; <a href="http://x">link</a></p></div>"#,
+        r#"<div xmlns='http://www.w3.org/1999/xhtml'><img src="x.png" alt="x"/></div>"#,
+        "<div xmlns=\"http://www.w3.org/1999/xhtml\">\n  <table><tr><td style=\"color: red\">&#160;1</td></tr></table><!-- c --><br/>\n</div>\n",
+    ];
+    for div in valid {
+        assert_eq!(truth("text.div.htmlChecks()", &narrative(div)), Some(true), "{div}");
+    }
+    let invalid = [
+        // Not well-formed.
+        r#"<div xmlns="http://www.w3.org/1999/xhtml"><p>x</div>"#,
+        r#"<div xmlns="http://www.w3.org/1999/xhtml"><p>x</b></p></div>"#,
+        r#"<div xmlns="http://www.w3.org/1999/xhtml">a & b</div>"#,
+        r#"<div xmlns="http://www.w3.org/1999/xhtml"><p class=x>x</p></div>"#,
+        r#"<div xmlns="http://www.w3.org/1999/xhtml">x</div><p>y</p>"#,
+        "<div xmlns=\"http://www.w3.org/1999/xhtml\">x",
+        // Not an XHTML div.
+        "<div>x</div>",
+        r#"<p xmlns="http://www.w3.org/1999/xhtml">x</p>"#,
+        "plain text",
+        // Elements and attributes that are not allowed.
+        r#"<div xmlns="http://www.w3.org/1999/xhtml">x<script>alert(1)</script></div>"#,
+        r#"<div xmlns="http://www.w3.org/1999/xhtml"><form>x</form></div>"#,
+        r#"<div xmlns="http://www.w3.org/1999/xhtml"><p onclick="f()">x</p></div>"#,
+        r#"<div xmlns="http://www.w3.org/1999/xhtml"><a href=" JavaScript:f()">x</a></div>"#,
+        // No content (txt-2).
+        "<div xmlns=\"http://www.w3.org/1999/xhtml\">\n    </div>",
+        r#"<div xmlns="http://www.w3.org/1999/xhtml"><pre> </pre></div>"#,
+    ];
+    for div in invalid {
+        assert_eq!(truth("text.div.htmlChecks()", &narrative(div)), Some(false), "{div}");
+    }
+    // Empty for anything but one xhtml value.
+    assert_eq!(truth("Patient.foo.htmlChecks()", &patient), None);
+    assert_eq!(truth("Patient.name.htmlChecks()", &patient), None);
+    assert_eq!(truth("1.htmlChecks()", &patient), None);
+}

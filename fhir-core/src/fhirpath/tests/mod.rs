@@ -1,6 +1,8 @@
 //! Unit tests of the FHIRPath engine, with small hand-written resources.
 
+mod conversions;
 mod functions;
+mod invariants;
 mod navigation;
 mod operators;
 mod parsing;

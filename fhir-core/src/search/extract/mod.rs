@@ -1,7 +1,8 @@
-//! Extraction: the index values of every R4 SearchParameter of a resource's type, found by the
-//! parameters' FHIRPath expressions and converted by the parameter's type and the FHIR type of
-//! each value found (a token from a CodeableConcept is its codings and its text; a date from a
-//! Period is its range; a reference is its type and id, its URL, and its identifier).
+//! Extraction: the index values of every SearchParameter of a resource's type (the R4 ones and
+//! the custom ones of [`super::registry`]), found by the parameters' FHIRPath expressions and
+//! converted by the parameter's type and the FHIR type of each value found (a token from a
+//! CodeableConcept is its codings and its text; a date from a Period is its range; a reference
+//! is its type and id, its URL, and its identifier).
 //!
 //! Each parameter's expression is reduced per resource type to the part that can give values
 //! there (`plan`), and skipped on a resource that lacks every element it navigates from.
@@ -16,13 +17,14 @@ use std::sync::LazyLock;
 use serde_json::Value;
 
 use super::index::{normalize, IndexEntry, IndexValue};
+use super::registry;
 use super::value::Decimal;
-use crate::definitions::{r4, SearchParamType};
+use crate::definitions::{r4, SearchParamType, SearchParameter};
 use crate::fhirpath::{compile, Expression, Item, ItemValue};
 use crate::instant::{parse_range, unix_millis};
 
-/// A parameter with its compiled expressions.
-struct Compiled {
+/// A parameter with its compiled expressions, for one resource type.
+pub(super) struct Compiled {
     code: String,
     kind: SearchParamType,
     expression: Expression,
@@ -37,46 +39,59 @@ struct Compiled {
     implied_system: Option<String>,
 }
 
+/// Compiled parameters by resource type.
+pub(super) type CompiledByType = HashMap<String, Vec<Compiled>>;
+
 /// Parameters answered from the resource rows themselves, not from extracted values.
 const FROM_RESOURCE_ROW: &[&str] = &["_id", "_lastUpdated"];
 
-static COMPILED: LazyLock<HashMap<String, Vec<Compiled>>> = LazyLock::new(|| compile_all(true));
+/// The core parameters; the custom ones are compiled when they are installed and kept with them
+/// (see [`super::registry`]).
+static COMPILED: LazyLock<CompiledByType> = LazyLock::new(|| compile_all(true));
 
-/// Every resource type's parameters; `planned: false` evaluates the expressions as written (for
-/// tests that check the plans change nothing).
-fn compile_all(planned: bool) -> HashMap<String, Vec<Compiled>> {
+/// Every resource type's core parameters; `planned: false` evaluates the expressions as written
+/// (for tests that check the plans change nothing).
+fn compile_all(planned: bool) -> CompiledByType {
     let definitions = r4();
+    let component_kind = |url: &str| definitions.search_parameter_by_url(url).map(|parameter| parameter.kind);
     definitions
         .resource_types()
         .map(|resource_type| {
             let compiled = definitions
                 .search_parameters_for(resource_type)
                 .filter(|parameter| !FROM_RESOURCE_ROW.contains(&parameter.code.as_str()))
-                .filter_map(|parameter| {
-                    let source = parameter.expression.as_deref()?;
-                    let plan = if planned { plan::plan(resource_type, source) } else { plan::unplanned(source) };
-                    let (expression, needs) = match compile(&plan.expression) {
-                        Ok(expression) => (expression, plan.needs),
-                        Err(_) => (compile(source).ok()?, None),
-                    };
-                    let components = parameter
-                        .component
-                        .iter()
-                        .map(|component| {
-                            let kind = definitions.search_parameter_by_url(&component.definition)?.kind;
-                            Some((kind, compile(&component.expression).ok()?))
-                        })
-                        .collect::<Option<Vec<_>>>()?;
-                    let implied_system = match parameter.kind {
-                        SearchParamType::Token => implied_system(resource_type, source),
-                        _ => None,
-                    };
-                    Some(Compiled { code: parameter.code.clone(), kind: parameter.kind, expression, needs, components, implied_system })
-                })
+                .filter_map(|parameter| compile_parameter(resource_type, parameter, &component_kind, planned))
                 .collect();
             (resource_type.to_string(), compiled)
         })
         .collect()
+}
+
+/// One parameter compiled for `resource_type`, its composite components' types found by
+/// `component_kind` (from a component's definition url); `None` when there is nothing to
+/// evaluate (no expression, one that does not compile, an unknown component).
+pub(super) fn compile_parameter(
+    resource_type: &str,
+    parameter: &SearchParameter,
+    component_kind: &dyn Fn(&str) -> Option<SearchParamType>,
+    planned: bool,
+) -> Option<Compiled> {
+    let source = parameter.expression.as_deref()?;
+    let plan = if planned { plan::plan(resource_type, source) } else { plan::unplanned(source) };
+    let (expression, needs) = match compile(&plan.expression) {
+        Ok(expression) => (expression, plan.needs),
+        Err(_) => (compile(source).ok()?, None),
+    };
+    let components = parameter
+        .component
+        .iter()
+        .map(|component| Some((component_kind(&component.definition)?, compile(&component.expression).ok()?)))
+        .collect::<Option<Vec<_>>>()?;
+    let implied_system = match parameter.kind {
+        SearchParamType::Token => implied_system(resource_type, source),
+        _ => None,
+    };
+    Some(Compiled { code: parameter.code.clone(), kind: parameter.kind, expression, needs, components, implied_system })
 }
 
 /// The system implied by the required binding of the `code` element that `expression` selects on
@@ -102,16 +117,17 @@ fn implied_system(resource_type: &str, expression: &str) -> Option<String> {
     }
 }
 
-/// Every index value of `resource` (its type from `resourceType`); empty for an unknown type.
+/// Every index value of `resource` (its type from `resourceType`): those of the core parameters
+/// of its type, then those of the custom ones installed now. Empty for an unknown type.
 pub fn extract(resource: &Value) -> Vec<IndexEntry> {
-    extract_with(&COMPILED, resource)
+    let custom = registry::snapshot();
+    extract_with(&[&COMPILED, custom.compiled()], resource)
 }
 
-fn extract_with(compiled: &HashMap<String, Vec<Compiled>>, resource: &Value) -> Vec<IndexEntry> {
-    let Some(parameters) = resource.get("resourceType").and_then(Value::as_str).and_then(|t| compiled.get(t)) else {
-        return Vec::new();
-    };
+fn extract_with(compiled: &[&CompiledByType], resource: &Value) -> Vec<IndexEntry> {
+    let Some(resource_type) = resource.get("resourceType").and_then(Value::as_str) else { return Vec::new() };
     let Some(object) = resource.as_object() else { return Vec::new() };
+    let parameters = compiled.iter().filter_map(|by_type| by_type.get(resource_type)).flatten();
     let mut entries = Vec::new();
     for parameter in parameters {
         if let Some(needs) = &parameter.needs {
@@ -588,7 +604,9 @@ mod tests {
             let corpus: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
             for key in ["resources", "updates"] {
                 for resource in corpus.get(key).and_then(Value::as_array).into_iter().flatten() {
-                    assert_eq!(extract(resource), extract_with(&unplanned, resource), "{} in {}", resource["id"], path.display());
+                    // The core parameters only: a registry test may install custom ones meanwhile.
+                    let planned = extract_with(&[&COMPILED], resource);
+                    assert_eq!(planned, extract_with(&[&unplanned], resource), "{} in {}", resource["id"], path.display());
                     checked += 1;
                 }
             }

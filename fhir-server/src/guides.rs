@@ -1,0 +1,197 @@
+//! Implementation Guides in the server: the packages loaded at start (those installed in the
+//! data directory by `fhir-server ig install`, and those `[ig] packages` names), installing one
+//! while serving (`POST [base]/$install-package`) or offline, and the custom search parameters
+//! in use: the packages' SearchParameters and the active SearchParameter resources written
+//! through the API (see [`crate::search_params`]).
+//!
+//! Packages are per server: with multi-tenancy on, every tenant has the same ones.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{bail, Context};
+use async_trait::async_trait;
+use fhir_core::definitions::SearchParameter;
+use implementation_guide::{Conformance, Package, PackageStore};
+use serde_json::{json, Value};
+use tokio::sync::watch;
+
+use command_api::state::Guides;
+
+use crate::config::Config;
+
+/// The bytes of a package given as a tarball or as a folder holding `package/package.json`.
+pub fn read_package(path: &Path) -> anyhow::Result<Vec<u8>> {
+    if path.is_dir() {
+        return implementation_guide::package::pack_dir(path).with_context(|| format!("cannot pack the package folder {}", path.display()));
+    }
+    std::fs::read(path).with_context(|| format!("cannot read the package {}", path.display()))
+}
+
+/// The configured packages, read.
+pub fn configured(config: &Config) -> anyhow::Result<Vec<Package>> {
+    config
+        .ig
+        .packages
+        .iter()
+        .map(|path| Package::from_tgz(&read_package(path)?).with_context(|| format!("the package {} cannot be used", path.display())))
+        .collect()
+}
+
+/// Every package to load: the installed ones, then the configured ones, with their
+/// dependencies checked (a missing one stops the start unless the configuration allows it).
+pub fn load(config: &Config) -> anyhow::Result<Vec<Package>> {
+    let mut packages = PackageStore::new(&config.data_dir).load()?;
+    let configured = configured(config)?;
+    packages.retain(|installed| !configured.iter().any(|c| c.manifest.name == installed.manifest.name));
+    packages.extend(configured);
+    // Installed packages were checked when installed (where a missing one may have been allowed).
+    let missing = implementation_guide::resolve(&packages, true)?;
+    if !missing.is_empty() {
+        if !config.ig.allow_missing_dependencies && !config.ig.packages.is_empty() {
+            bail!("packages are missing: {}; install them, or set ig.allow_missing_dependencies", missing.join("; "));
+        }
+        for why in &missing {
+            tracing::warn!(dependency = %why, "a package dependency is not loaded; what the package takes from it is not checked");
+        }
+    }
+    Ok(packages)
+}
+
+/// The loaded packages' conformance resources; the profiles required by the configuration must
+/// be among them.
+pub fn conformance(config: &Config, packages: &[Package]) -> anyhow::Result<Conformance> {
+    let conformance = Conformance::new(packages);
+    for why in conformance.unusable() {
+        tracing::warn!(profile = %why, "a profile of a package cannot be used");
+    }
+    for (resource_type, urls) in &config.ig.required_profiles {
+        for url in urls {
+            match conformance.profile(url) {
+                Some(profile) if &profile.type_name == resource_type => {}
+                Some(profile) => bail!("ig.required_profiles: {url} is a profile of {}, not {resource_type}", profile.type_name),
+                None => bail!("ig.required_profiles: {url} is not in any loaded package"),
+            }
+        }
+    }
+    for manifest in conformance.packages() {
+        tracing::info!(package = %manifest.id(), "implementation guide loaded");
+    }
+    Ok(conformance)
+}
+
+/// The custom search parameters in use, from the packages and from the API, installed into
+/// [`fhir_core::search::registry`]; `changed` ticks each time the set in use changes.
+pub struct CustomSearchParameters {
+    from_packages: Mutex<Vec<Value>>,
+    changed: watch::Sender<u64>,
+}
+
+impl CustomSearchParameters {
+    pub fn new(from_packages: &Conformance) -> Arc<Self> {
+        Arc::new(CustomSearchParameters { from_packages: Mutex::new(from_packages.search_parameters().to_vec()), changed: watch::channel(0).0 })
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    pub fn set_packages(&self, conformance: &Conformance) {
+        *self.from_packages.lock().unwrap_or_else(|p| p.into_inner()) = conformance.search_parameters().to_vec();
+    }
+
+    /// Installs the packages' parameters and the API's `api` ones. A parameter that cannot be
+    /// used is left out with a warning (and named in the result); a set the registry refuses
+    /// as a whole (two parameters with one code on a type) keeps the previous set.
+    pub fn apply(&self, api: &[Value]) -> Value {
+        let mut parameters = Vec::new();
+        let mut left_out = Vec::new();
+        let from_packages = self.from_packages.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        for resource in from_packages.iter().chain(api) {
+            if resource.get("status").and_then(Value::as_str) == Some("retired") {
+                continue;
+            }
+            match SearchParameter::from_resource(resource) {
+                Ok(parameter) if !parameters.iter().any(|p: &SearchParameter| p.url == parameter.url) => parameters.push(parameter),
+                Ok(_) => {}
+                Err(why) => left_out.push(why),
+            }
+        }
+        let before = crate::search_params::fingerprint();
+        let outcome = match fhir_core::search::registry::install(parameters) {
+            Ok(installed) => {
+                left_out.extend(installed.skipped.iter().map(|(url, why)| format!("{url}: {why}")));
+                json!({"active": installed.active})
+            }
+            Err(errors) => {
+                left_out.extend(errors);
+                json!({"active": fhir_core::search::registry::custom_parameters().iter().map(|p| p.url.clone()).collect::<Vec<_>>()})
+            }
+        };
+        for why in &left_out {
+            tracing::warn!(search_parameter = %why, "a custom search parameter is not used");
+        }
+        if crate::search_params::fingerprint() != before {
+            self.changed.send_modify(|generation| *generation += 1);
+        }
+        json!({"active": outcome["active"], "leftOut": left_out})
+    }
+}
+
+/// Installs packages while serving: into the data directory, then made current for the API
+/// and the search parameters (the index is rebuilt by the task watching them).
+pub struct Installer {
+    pub config: Config,
+    pub guides: Arc<Guides>,
+    pub search_parameters: Arc<CustomSearchParameters>,
+    pub api_parameters: Arc<dyn Fn() -> Vec<Value> + Send + Sync>,
+    /// One install at a time.
+    pub lock: tokio::sync::Mutex<()>,
+}
+
+#[async_trait]
+impl command_api::guides::PackageInstaller for Installer {
+    async fn install(&self, tarball: Vec<u8>, allow_missing_dependencies: bool) -> Result<Value, String> {
+        let _one = self.lock.lock().await;
+        let config = self.config.clone();
+        let (installed, conformance) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+            let store = PackageStore::new(&config.data_dir);
+            let (_, installed) = store.install(&tarball, allow_missing_dependencies, &configured(&config)?)?;
+            let conformance = conformance(&config, &load(&config)?)?;
+            Ok((installed, conformance))
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("{e:#}"))?;
+        self.search_parameters.set_packages(&conformance);
+        self.guides.replace(conformance);
+        let parameters = self.search_parameters.apply(&(self.api_parameters)());
+        tracing::info!(package = %installed.manifest.id(), "implementation guide installed");
+        Ok(report(&installed, &parameters))
+    }
+}
+
+/// What an install did, as a Parameters resource.
+pub fn report(installed: &implementation_guide::store::Installed, parameters: &Value) -> Value {
+    let mut parameter = vec![json!({"name": "package", "valueString": installed.manifest.id()})];
+    if let Some(replaced) = &installed.replaced {
+        parameter.push(json!({"name": "replaced", "valueString": replaced}));
+    }
+    parameter.extend(installed.missing.iter().map(|why| json!({"name": "missingDependency", "valueString": why})));
+    for url in parameters["active"].as_array().into_iter().flatten() {
+        parameter.push(json!({"name": "searchParameter", "valueUri": url}));
+    }
+    for why in parameters["leftOut"].as_array().into_iter().flatten() {
+        parameter.push(json!({"name": "searchParameterLeftOut", "valueString": why}));
+    }
+    json!({"resourceType": "Parameters", "parameter": parameter})
+}
+
+/// The guides of a process that does not install packages while it runs (AWS mode, Lambda):
+/// the configured and installed packages, with their search parameters in use. SearchParameter
+/// resources written through the API are not followed there.
+pub fn load_fixed(config: &Config) -> anyhow::Result<Arc<Guides>> {
+    let conformance = conformance(config, &load(config)?)?;
+    CustomSearchParameters::new(&conformance).apply(&[]);
+    Ok(Arc::new(Guides::new(conformance, config.ig.required_profiles.clone())))
+}

@@ -1,0 +1,73 @@
+//! `fhir-server ig`: install a package (a `.tgz`, or a package folder) into a server, and list
+//! the installed ones.
+//!
+//! - `ig install PATH --server URL`: sends it to a running server (`POST [base]/$install-package`,
+//!   with the bearer token of `FHIR_SERVER_TOKEN` if set), which stores it, uses it at once, and
+//!   rebuilds its search index by replay if the package adds search parameters (searches go on
+//!   meanwhile; `GET [base]/$reindex` shows the progress).
+//! - `ig install PATH` without `--server`: installs into the data directory of a stopped server,
+//!   rebuilding the search index there and then if needed.
+
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use implementation_guide::PackageStore;
+use serde_json::Value;
+
+use crate::config::Config;
+use crate::guides::{CustomSearchParameters, read_package};
+use crate::search_params::ApiSearchParameters;
+
+/// Installs offline: the data directory must not be in use.
+pub async fn install_offline(config: &Config, path: &Path, allow_missing: bool) -> anyhow::Result<bool> {
+    let _lock = crate::serve::lock_data_dir(config)?;
+    let tarball = read_package(path)?;
+    let store = PackageStore::new(&config.data_dir);
+    let (_, installed) = store.install(&tarball, allow_missing, &crate::guides::configured(config)?)?;
+    let conformance = crate::guides::conformance(config, &crate::guides::load(config)?)?;
+    let custom = CustomSearchParameters::new(&conformance);
+    let api = ApiSearchParameters::open(&config.data_dir, custom.clone())?;
+    let parameters = custom.apply(&api.resources());
+    print_report(&crate::guides::report(&installed, &parameters));
+    if crate::search_params::built_with(&config.data_dir) != crate::search_params::fingerprint() {
+        let log = crate::serve::open_log(config)?;
+        crate::search_slot::reindex_offline(&config.data_dir, log.clone()).await?;
+        log.close().await;
+    }
+    Ok(true)
+}
+
+/// Installs into a running server.
+pub async fn install_remote(base: &str, path: &Path, allow_missing: bool) -> anyhow::Result<bool> {
+    let tarball = read_package(path)?;
+    let url = format!("{}/$install-package?allowMissingDependencies={allow_missing}", base.trim_end_matches('/'));
+    let mut request = reqwest::Client::new().post(&url).header("content-type", "application/gzip").body(tarball);
+    if let Ok(token) = std::env::var("FHIR_SERVER_TOKEN") {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.with_context(|| format!("cannot reach {url}"))?;
+    let status = response.status();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    if !status.is_success() {
+        let why: Vec<&str> = body["issue"].as_array().into_iter().flatten().filter_map(|i| i["diagnostics"].as_str()).collect();
+        bail!("the server refused the package ({status}): {}", why.join("; "));
+    }
+    print_report(&body);
+    Ok(true)
+}
+
+/// Lists the packages installed in the data directory.
+pub fn list(config: &Config) -> anyhow::Result<bool> {
+    for package in PackageStore::new(&config.data_dir).load()? {
+        let manifest = &package.manifest;
+        println!("{}\t{}\t{} resources", manifest.id(), manifest.title.as_deref().unwrap_or(""), package.resources.len());
+    }
+    Ok(true)
+}
+
+fn print_report(report: &Value) {
+    for parameter in report["parameter"].as_array().into_iter().flatten() {
+        let value = parameter.get("valueString").or_else(|| parameter.get("valueUri")).and_then(Value::as_str).unwrap_or_default();
+        println!("{}: {value}", parameter["name"].as_str().unwrap_or_default());
+    }
+}

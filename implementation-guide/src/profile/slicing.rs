@@ -1,0 +1,178 @@
+//! Slicing: each value of a sliced element is given to the first slice whose discriminators it
+//! meets, checked against that slice's constraints, and counted; each slice's cardinality is
+//! then checked, and with `rules: closed` a value in no slice is an error.
+//!
+//! Discriminators supported, on a dotted path of element names (or `$this`):
+//! - `value` and `pattern`: the value at the path equals the slice's fixed value there, or
+//!   contains its pattern, or (with neither) has a code in the slice's required binding there.
+//!   An extension slice's `url` is its type's profile URL.
+//! - `exists`: the path has a value when the slice requires one there, none when it forbids it.
+//! - `type`: the value's type (a choice suffix, or a resource's `resourceType`) is the slice's.
+//! - `profile`: the value conforms to the profile the slice's type names.
+//!
+//! A discriminator this cannot evaluate (`resolve()` and other functions in the path, a profile
+//! that is not loaded, an unknown discriminator type) leaves the value unplaced with a warning,
+//! and the minimum of the slices it might be in is not judged: no value is judged by a guess.
+//! Without a `slicing` (a differential slicing the base's slices), extensions are sliced by url.
+//! `ordered` is not checked.
+
+use serde_json::Value;
+
+use fhir_core::{Issue, IssueType};
+
+use super::model::{Discriminator, Node, Slicing};
+use super::validate::{matches_pattern, same_type, validate, Item, Walker};
+
+pub(crate) fn check(walker: &mut Walker<'_>, node: &Node, items: &[Item<'_>]) {
+    let by_url = Slicing { discriminators: vec![Discriminator { kind: "value".into(), path: "url".into() }], closed: false };
+    let slicing = match &node.element.slicing {
+        Some(slicing) => slicing,
+        None if node.element.path.ends_with("xtension") || node.slices.iter().all(|(_, slice)| is_extension_slice(slice)) => &by_url,
+        None => return,
+    };
+    let mut counts = vec![0u32; node.slices.len()];
+    // Slices that a value might be in, though it could not be told: their minimum is not judged.
+    let mut uncertain = vec![false; node.slices.len()];
+    let mut warned = false;
+    for item in items {
+        let mut found = None;
+        let mut unsure = false;
+        for (index, (_, slice)) in node.slices.iter().enumerate() {
+            // In order, stopping at the first unmet one (a `profile` one is costly).
+            let mut met = Some(true);
+            for discriminator in &slicing.discriminators {
+                met = meets(walker, slice, discriminator, item);
+                if met != Some(true) {
+                    break;
+                }
+            }
+            match met {
+                Some(true) => {
+                    found = Some(index);
+                    break;
+                }
+                Some(false) => {}
+                None => {
+                    uncertain[index] = true;
+                    unsure = true;
+                }
+            }
+        }
+        match found {
+            Some(index) => {
+                counts[index] += 1;
+                let (name, slice) = &node.slices[index];
+                let before = walker.issues.len();
+                walker.check_item(slice, item);
+                for issue in &mut walker.issues[before..] {
+                    issue.diagnostics = format!("slice {name}: {}", issue.diagnostics);
+                }
+            }
+            None if unsure => {
+                if !warned {
+                    warned = true;
+                    let diagnostics = format!("some values of {} could not be placed in its slices here; they were not checked against them (profile {})", node.element.path, walker.profile.url);
+                    walker.issues.push(Issue::warning(IssueType::NotSupported, diagnostics).at(item.path.clone()));
+                }
+            }
+            None if slicing.closed => walker.error(IssueType::Structure, &item.path, format!("{} is in none of the slices of a closed slicing", node.element.path)),
+            None => {}
+        }
+    }
+    let path = items.first().map(|item| item.path.split('[').next().unwrap_or_default().to_string()).unwrap_or_default();
+    for (((name, slice), count), uncertain) in node.slices.iter().zip(counts).zip(uncertain) {
+        if !uncertain && slice.element.min.is_some_and(|min| count < min) {
+            walker.error(IssueType::Required, &path, format!("slice {name} of {} needs at least {} value(s), found {count}", node.element.path, slice.element.min.unwrap_or(0)));
+        }
+        if slice.element.max.is_some_and(|max| !max.allows(count as usize)) {
+            walker.error(IssueType::Structure, &path, format!("slice {name} of {} allows at most {} value(s), found {count}", node.element.path, slice.element.max.map(|m| m.to_string()).unwrap_or_default()));
+        }
+    }
+}
+
+fn is_extension_slice(slice: &Node) -> bool {
+    slice.element.types.iter().any(|t| t.code == "Extension" && !t.profiles.is_empty())
+}
+
+/// Whether `item` meets one discriminator of `slice`; `None` when that cannot be told.
+fn meets(walker: &Walker<'_>, slice: &Node, discriminator: &Discriminator, item: &Item<'_>) -> Option<bool> {
+    let segments: Vec<&str> = match discriminator.path.as_str() {
+        "$this" => Vec::new(),
+        path => path.strip_prefix("$this.").unwrap_or(path).split('.').collect(),
+    };
+    if segments.iter().any(|s| s.contains(['(', ')', ':'])) {
+        return None;
+    }
+    let target = descend(slice, &segments);
+    let values = values_at(item.value, &segments);
+    match discriminator.kind.as_str() {
+        "value" | "pattern" => {
+            if let Some(fixed) = target.and_then(|t| t.element.fixed.as_ref()) {
+                return Some(values.iter().any(|v| *v == fixed));
+            }
+            if let Some(pattern) = target.and_then(|t| t.element.pattern.as_ref()) {
+                return Some(values.iter().any(|v| matches_pattern(v, pattern)));
+            }
+            if segments == ["url"] && is_extension_slice(slice) {
+                let urls: Vec<&str> = slice.element.types.iter().flat_map(|t| &t.profiles).map(String::as_str).collect();
+                return Some(values.iter().any(|v| v.as_str().is_some_and(|url| urls.contains(&url))));
+            }
+            let value_set = target.and_then(|t| t.element.required_value_set.as_deref())?;
+            Some(values.iter().any(|v| walker.conformance.value_in(value_set, v) == Some(true)))
+        }
+        "exists" => {
+            let target = target?;
+            match (target.element.min, target.element.max) {
+                (Some(min), _) if min > 0 => Some(!values.is_empty()),
+                (_, Some(max)) if !max.allows(1) => Some(values.is_empty()),
+                _ => None,
+            }
+        }
+        "type" => {
+            let target = target?;
+            let found = if segments.is_empty() { item.type_code.clone().or_else(|| resource_type(item.value)) } else { values.first().and_then(|v| resource_type(v)) };
+            let found = found?;
+            Some(target.element.types.iter().any(|t| same_type(&t.code, &found)))
+        }
+        "profile" => {
+            // A slice that names no profile there does not narrow by profile.
+            let urls: Vec<&String> = target?.element.types.iter().flat_map(|t| &t.profiles).collect();
+            if urls.is_empty() {
+                return Some(true);
+            }
+            let profiles: Vec<_> = urls.iter().map(|url| walker.conformance.profile(url)).collect::<Option<Vec<_>>>()?;
+            Some(values.iter().any(|v| profiles.iter().any(|p| !validate(walker.conformance, p, v, &item.path, walker.depth + 1).iter().any(Issue::is_error))))
+        }
+        _ => None,
+    }
+}
+
+fn resource_type(value: &Value) -> Option<String> {
+    value.get("resourceType").and_then(Value::as_str).map(String::from)
+}
+
+/// The node at a path below a slice (`None` if the slice says nothing there).
+fn descend<'n>(slice: &'n Node, segments: &[&str]) -> Option<&'n Node> {
+    let mut node = slice;
+    for segment in segments {
+        node = node.child(segment).or_else(|| node.child(&format!("{segment}[x]")))?;
+    }
+    Some(node)
+}
+
+/// The JSON values at a path below a value, arrays flattened.
+fn values_at<'v>(value: &'v Value, segments: &[&str]) -> Vec<&'v Value> {
+    let mut current = vec![value];
+    for segment in segments {
+        let mut next = Vec::new();
+        for value in current {
+            match value.get(segment) {
+                Some(Value::Array(items)) => next.extend(items),
+                Some(found) => next.push(found),
+                None => {}
+            }
+        }
+        current = next;
+    }
+    current
+}
