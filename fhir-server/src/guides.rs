@@ -38,18 +38,24 @@ pub fn configured(config: &Config) -> anyhow::Result<Vec<Package>> {
         .collect()
 }
 
-/// Every package to load: the installed ones, then the configured ones, with their
-/// dependencies checked (a missing one stops the start unless the configuration allows it).
+/// Every package to load: the installed ones, then the configured ones (a configured package
+/// replaces an installed one of the same name), with their dependencies checked. A configured
+/// package's missing dependency stops the start unless `ig.allow_missing_dependencies`; an
+/// installed package's was checked when it was installed (where it may have been allowed), and
+/// is only logged.
 pub fn load(config: &Config) -> anyhow::Result<Vec<Package>> {
     let mut packages = PackageStore::new(&config.data_dir).load()?;
     let configured = configured(config)?;
     packages.retain(|installed| !configured.iter().any(|c| c.manifest.name == installed.manifest.name));
+    let installed = packages.len();
     packages.extend(configured);
-    // Installed packages were checked when installed (where a missing one may have been allowed).
-    let missing = implementation_guide::resolve(&packages, true)?;
-    if !missing.is_empty() {
-        if !config.ig.allow_missing_dependencies && !config.ig.packages.is_empty() {
-            bail!("packages are missing: {}; install them, or set ig.allow_missing_dependencies", missing.join("; "));
+    // Their FHIR versions; dependencies below.
+    implementation_guide::resolve(&packages, true)?;
+    let available: Vec<&implementation_guide::Manifest> = packages.iter().map(|p| &p.manifest).collect();
+    for (index, package) in packages.iter().enumerate() {
+        let missing = implementation_guide::store::missing_dependencies(&package.manifest, &available);
+        if index >= installed && !missing.is_empty() && !config.ig.allow_missing_dependencies {
+            bail!("{}; install them, or set ig.allow_missing_dependencies", missing.join("; "));
         }
         for why in &missing {
             tracing::warn!(dependency = %why, "a package dependency is not loaded; what the package takes from it is not checked");

@@ -253,3 +253,38 @@ async fn configured_packages_with_a_required_profile_and_offline_install() {
     assert_eq!(installed.iter().map(|p| p.manifest.id()).collect::<Vec<_>>(), vec!["fhir-server.test.clinic#0.2.0"]);
     drop(data);
 }
+
+#[tokio::test]
+async fn packages_are_not_installed_by_one_tenant_for_all() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let server = TestServer::start_with(|config| config.multi_tenancy = true).await;
+    let response = server.client.post(server.url("tenant/t1/$install-package")).header("content-type", "application/gzip").body(tarball("fhir-server.test.vitals")).send().await.unwrap();
+    let outcome = json_with_status(response, 403).await;
+    assert!(diagnostics(&outcome).contains("per server"), "{outcome}");
+    server.stop().await;
+
+    // Not a package: 422 saying what is wrong, and nothing installed.
+    let server = TestServer::start().await;
+    let response = server.client.post(server.url("$install-package")).header("content-type", "application/gzip").body("not a tarball").send().await.unwrap();
+    let outcome = json_with_status(response, 422).await;
+    assert!(diagnostics(&outcome).contains("not a gzip-compressed tar file"), "{outcome}");
+    assert!(implementation_guide::PackageStore::new(&server.config.data_dir).load().unwrap().is_empty());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn installing_needs_create_on_implementation_guide() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let auth = common::tokens::trusted_issuer().await;
+    let server = TestServer::start_with(|config| config.auth = auth).await;
+    let send = |claims: Value| {
+        let mut token = json!({"iss": common::tokens::ISSUER, "aud": common::tokens::AUDIENCE, "sub": "installer", "exp": common::tokens::now() + 300});
+        token.as_object_mut().unwrap().extend(claims.as_object().unwrap().clone());
+        let token = common::tokens::sign(&token, "rsa-1");
+        server.client.post(server.url("$install-package")).bearer_auth(token).header("content-type", "application/gzip").body(tarball("fhir-server.test.vitals")).send()
+    };
+    assert_eq!(send(json!({"cognito:groups": ["auditor"]})).await.unwrap().status(), 403);
+    assert_eq!(send(json!({"scope": "system/Patient.cruds"})).await.unwrap().status(), 403);
+    assert_eq!(send(json!({"scope": "system/ImplementationGuide.c"})).await.unwrap().status(), 200);
+    server.stop().await;
+}
