@@ -288,3 +288,25 @@ async fn installing_needs_create_on_implementation_guide() {
     assert_eq!(send(json!({"scope": "system/ImplementationGuide.c"})).await.unwrap().status(), 200);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn aws_mode_takes_packages_from_the_configuration() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let server = TestServer::start_aws().await;
+    let before = server.create(eye_patient("brown")).await;
+    // Started again with the package: the existing OpenSearch index gains the new field, new
+    // resources are indexed by it, and `fhir-server reindex` indexes the older ones (which the
+    // stream may also have brought again, if the projector had not recorded them yet).
+    let server = server.restart(|config| config.ig.packages = vec![package_dir("fhir-server.test.vitals")]).await;
+    let after = server.create(eye_patient("brown")).await;
+    assert!(search_ids(&server, "Patient?eye-colour=brown").await.contains(&after["id"].as_str().unwrap().to_string()));
+    let response = server.post_json("Patient", &json!({"resourceType": "Patient", "meta": {"profile": [format!("{BASE}/StructureDefinition/test-patient")]}})).await;
+    assert!(diagnostics(&json_with_status(response, 422).await).contains("Patient.identifier needs at least 1"));
+    fhir_server::aws::reindex(&server.config).await.unwrap();
+    let mut found = search_ids(&server, "Patient?eye-colour=brown").await;
+    found.sort();
+    let mut wanted = vec![before["id"].as_str().unwrap().to_string(), after["id"].as_str().unwrap().to_string()];
+    wanted.sort();
+    assert_eq!(found, wanted);
+    server.stop().await;
+}
