@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use command_api::state::Guides;
 
 use crate::config::Config;
+use crate::search_params::ApiSearchParameters;
 
 /// The bytes of a package given as a tarball or as a folder holding `package/package.json`.
 pub fn read_package(path: &Path) -> anyhow::Result<Vec<u8>> {
@@ -124,23 +125,18 @@ impl CustomSearchParameters {
             }
         }
         let before = crate::search_params::fingerprint();
-        let outcome = match fhir_core::search::registry::install(parameters) {
-            Ok(installed) => {
-                left_out.extend(installed.skipped.iter().map(|(url, why)| format!("{url}: {why}")));
-                json!({"active": installed.active})
-            }
-            Err(errors) => {
-                left_out.extend(errors);
-                json!({"active": fhir_core::search::registry::custom_parameters().iter().map(|p| p.url.clone()).collect::<Vec<_>>()})
-            }
-        };
+        match fhir_core::search::registry::install(parameters) {
+            Ok(installed) => left_out.extend(installed.skipped.iter().map(|(url, why)| format!("{url}: {why}"))),
+            Err(errors) => left_out.extend(errors),
+        }
         for why in &left_out {
             tracing::warn!(search_parameter = %why, "a custom search parameter is not used");
         }
         if crate::search_params::fingerprint() != before {
             self.changed.send_modify(|generation| *generation += 1);
         }
-        json!({"active": outcome["active"], "leftOut": left_out})
+        let active: Vec<String> = fhir_core::search::registry::custom_parameters().iter().map(|p| p.url.clone()).collect();
+        json!({"active": active, "leftOut": left_out})
     }
 }
 
@@ -150,7 +146,7 @@ pub struct Installer {
     pub config: Config,
     pub guides: Arc<Guides>,
     pub search_parameters: Arc<CustomSearchParameters>,
-    pub api_parameters: Arc<dyn Fn() -> Vec<Value> + Send + Sync>,
+    pub api_parameters: Arc<ApiSearchParameters>,
     /// One install at a time.
     pub lock: tokio::sync::Mutex<()>,
 }
@@ -171,7 +167,7 @@ impl command_api::guides::PackageInstaller for Installer {
         .map_err(|e| format!("{e:#}"))?;
         self.search_parameters.set_packages(&conformance);
         self.guides.replace(conformance);
-        let parameters = self.search_parameters.apply(&(self.api_parameters)());
+        let parameters = self.search_parameters.apply(&self.api_parameters.resources());
         tracing::info!(package = %installed.manifest.id(), "implementation guide installed");
         Ok(report(&installed, &parameters))
     }

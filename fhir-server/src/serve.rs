@@ -119,12 +119,11 @@ impl Embedded {
         let (exports, export_worker) = crate::exports::start(config, "embedded".into(), jobs, history.clone(), dyn_log.clone(), &blobs, projectors_stopped.clone());
         let (subscriptions, notifier) = crate::notifier::start(config, dyn_log.clone(), projectors_stopped)?;
         let guides = Arc::new(command_api::state::Guides::new(conformance, config.ig.required_profiles.clone()));
-        let listed = api_parameters.clone();
         guides.set_installer(Arc::new(Installer {
             config: config.clone(),
             guides: guides.clone(),
             search_parameters: custom,
-            api_parameters: Arc::new(move || listed.resources()),
+            api_parameters,
             lock: tokio::sync::Mutex::new(()),
         }));
         let services = command_api::state::Services { blobs, exports, subscriptions, guides };

@@ -25,21 +25,13 @@ fn bp_url() -> String {
     format!("{BASE}/StructureDefinition/test-blood-pressure")
 }
 
+/// The valid blood pressure of `testdata/ig/examples`, with these pressures.
 fn blood_pressure(systolic: f64, diastolic: f64) -> Value {
-    let component = |code: &str, value: f64| {
-        json!({"code": {"coding": [{"system": "http://loinc.org", "code": code}]},
-               "valueQuantity": {"value": value, "unit": "mmHg", "system": "http://unitsofmeasure.org", "code": "mm[Hg]"}})
-    };
-    json!({
-        "resourceType": "Observation",
-        "meta": {"profile": [bp_url()]},
-        "status": "final",
-        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "vital-signs"}]}],
-        "code": {"coding": [{"system": "http://loinc.org", "code": "85354-9"}], "text": "Blood pressure"},
-        "subject": {"reference": "Patient/p1"},
-        "effectiveDateTime": "2026-11-20T10:00:00Z",
-        "component": [component("8480-6", systolic), component("8462-4", diastolic)]
-    })
+    let path = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap()).join("../testdata/ig/examples/blood-pressure.json");
+    let mut resource: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    resource["component"][0]["valueQuantity"]["value"] = json!(systolic);
+    resource["component"][1]["valueQuantity"]["value"] = json!(diastolic);
+    resource
 }
 
 fn errors(conformance: &Conformance, resource: &Value, profile: &str) -> Vec<String> {

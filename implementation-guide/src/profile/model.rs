@@ -90,25 +90,11 @@ impl Node {
     }
 
     fn child_mut(&mut self, name: &str) -> &mut Node {
-        let index = match self.children.iter().position(|(n, _)| n == name) {
-            Some(index) => index,
-            None => {
-                self.children.push((name.to_string(), Node::default()));
-                self.children.len() - 1
-            }
-        };
-        &mut self.children[index].1
+        entry(&mut self.children, name)
     }
 
     fn slice_mut(&mut self, name: &str) -> &mut Node {
-        let index = match self.slices.iter().position(|(n, _)| n == name) {
-            Some(index) => index,
-            None => {
-                self.slices.push((name.to_string(), Node::default()));
-                self.slices.len() - 1
-            }
-        };
-        &mut self.slices[index].1
+        entry(&mut self.slices, name)
     }
 
     /// Every node of the tree that is not inside a slice, with its element path.
@@ -122,6 +108,18 @@ impl Node {
         }
         nodes
     }
+}
+
+/// The node named `name` in a list, added empty if missing.
+fn entry<'n>(list: &'n mut Vec<(String, Node)>, name: &str) -> &'n mut Node {
+    let index = match list.iter().position(|(n, _)| n == name) {
+        Some(index) => index,
+        None => {
+            list.push((name.to_string(), Node::default()));
+            list.len() - 1
+        }
+    };
+    &mut list[index].1
 }
 
 /// Reads a StructureDefinition of `derivation: constraint`; the reason when it cannot be used.

@@ -68,13 +68,12 @@ pub(crate) fn check(walker: &mut Walker<'_>, node: &Node, items: &[Item<'_>]) {
                     issue.diagnostics = format!("slice {name}: {}", issue.diagnostics);
                 }
             }
-            None if unsure => {
-                if !warned {
-                    warned = true;
-                    let diagnostics = format!("some values of {} could not be placed in its slices here; they were not checked against them (profile {})", node.element.path, walker.profile.url);
-                    walker.issues.push(Issue::warning(IssueType::NotSupported, diagnostics).at(item.path.clone()));
-                }
+            None if unsure && !warned => {
+                warned = true;
+                let diagnostics = format!("some values of {} could not be placed in its slices here; they were not checked against them (profile {})", node.element.path, walker.profile.url);
+                walker.issues.push(Issue::warning(IssueType::NotSupported, diagnostics).at(item.path.clone()));
             }
+            None if unsure => {}
             None if slicing.closed => walker.error(IssueType::Structure, &item.path, format!("{} is in none of the slices of a closed slicing", node.element.path)),
             None => {}
         }
@@ -108,7 +107,7 @@ fn meets(walker: &Walker<'_>, slice: &Node, discriminator: &Discriminator, item:
     match discriminator.kind.as_str() {
         "value" | "pattern" => {
             if let Some(fixed) = target.and_then(|t| t.element.fixed.as_ref()) {
-                return Some(values.iter().any(|v| *v == fixed));
+                return Some(values.contains(&fixed));
             }
             if let Some(pattern) = target.and_then(|t| t.element.pattern.as_ref()) {
                 return Some(values.iter().any(|v| matches_pattern(v, pattern)));
