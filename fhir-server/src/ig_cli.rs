@@ -53,6 +53,12 @@ pub async fn install_remote(base: &str, path: &Path, allow_missing: bool) -> any
         bail!("the server refused the package ({status}): {}", why.join("; "));
     }
     print_report(&body);
+    let adds_parameters = body["parameter"].as_array().into_iter().flatten().any(|p| p["name"] == "searchParameter");
+    if adds_parameters {
+        // The server rebuilds its index when the parameters changed; show it to the end.
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        return crate::reindex_client::follow(base).await;
+    }
     Ok(true)
 }
 

@@ -1,5 +1,6 @@
 //! `fhir-server reindex --server URL`: asks a running server to rebuild its search index and
-//! shows the progress until the new index is swapped in.
+//! shows the progress until the new index is swapped in; [`follow`] shows a rebuild the server
+//! started itself (after an Implementation Guide added search parameters).
 
 use std::io::Write;
 use std::time::Duration;
@@ -22,6 +23,13 @@ pub async fn run(base: &str) -> anyhow::Result<bool> {
     if !started.status().is_success() {
         bail!("the server refused the reindex: {}", started.status());
     }
+    follow(base).await
+}
+
+/// Shows the progress of the server's rebuild until it is done (at once if none runs).
+pub async fn follow(base: &str) -> anyhow::Result<bool> {
+    let url = format!("{}/$reindex", base.trim_end_matches('/'));
+    let client = reqwest::Client::new();
     loop {
         tokio::time::sleep(Duration::from_millis(250)).await;
         let status: Value = client.get(&url).send().await?.json().await?;
@@ -37,6 +45,10 @@ pub async fn run(base: &str) -> anyhow::Result<bool> {
             "failed" => {
                 eprintln!();
                 bail!("the reindex failed; see the server's log");
+            }
+            "idle" => {
+                eprintln!();
+                return Ok(true);
             }
             _ => {}
         }
