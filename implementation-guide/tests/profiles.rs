@@ -96,6 +96,15 @@ fn patterns_and_slices() {
 }
 
 #[test]
+fn ordered_slices() {
+    let conformance = conformance();
+    // The components' slicing is ordered: systolic, then diastolic.
+    let mut resource = blood_pressure(120.0, 80.0);
+    resource["component"].as_array_mut().unwrap().reverse();
+    assert_error(&errors(&conformance, &resource, &bp_url()), "must list its slices in order: slice systolic comes after slice diastolic");
+}
+
+#[test]
 fn required_binding_to_a_package_value_set() {
     let conformance = conformance();
     let mut resource = blood_pressure(120.0, 80.0);

@@ -76,6 +76,8 @@ pub struct Constraint {
 pub struct Slicing {
     pub discriminators: Vec<Discriminator>,
     pub closed: bool,
+    /// The values must come in the order of the slices.
+    pub ordered: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -263,5 +265,9 @@ fn slicing(value: &Value) -> Slicing {
         .flatten()
         .filter_map(|d| Some(Discriminator { kind: d.get("type")?.as_str()?.to_string(), path: d.get("path")?.as_str()?.to_string() }))
         .collect();
-    Slicing { discriminators, closed: value.get("rules").and_then(Value::as_str) == Some("closed") }
+    Slicing {
+        discriminators,
+        closed: value.get("rules").and_then(Value::as_str) == Some("closed"),
+        ordered: value.get("ordered").and_then(Value::as_bool) == Some(true),
+    }
 }

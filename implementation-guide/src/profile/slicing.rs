@@ -14,7 +14,7 @@
 //! that is not loaded, an unknown discriminator type) leaves the value unplaced with a warning,
 //! and the minimum of the slices it might be in is not judged: no value is judged by a guess.
 //! Without a `slicing` (a differential slicing the base's slices), extensions are sliced by url.
-//! `ordered` is not checked.
+//! With `ordered`, the values placed in slices must come in the slices' order.
 
 use serde_json::Value;
 
@@ -24,7 +24,7 @@ use super::model::{Discriminator, Node, Slicing};
 use super::validate::{matches_pattern, same_type, validate, Item, Walker};
 
 pub(crate) fn check(walker: &mut Walker<'_>, node: &Node, items: &[Item<'_>]) {
-    let by_url = Slicing { discriminators: vec![Discriminator { kind: "value".into(), path: "url".into() }], closed: false };
+    let by_url = Slicing { discriminators: vec![Discriminator { kind: "value".into(), path: "url".into() }], closed: false, ordered: false };
     let slicing = match &node.element.slicing {
         Some(slicing) => slicing,
         None if node.element.path.ends_with("xtension") || node.slices.iter().all(|(_, slice)| is_extension_slice(slice)) => &by_url,
@@ -34,6 +34,8 @@ pub(crate) fn check(walker: &mut Walker<'_>, node: &Node, items: &[Item<'_>]) {
     // Slices that a value might be in, though it could not be told: their minimum is not judged.
     let mut uncertain = vec![false; node.slices.len()];
     let mut warned = false;
+    // The slice of the previous value placed, for `ordered`.
+    let mut last_slice = 0;
     for item in items {
         let mut found = None;
         let mut unsure = false;
@@ -60,6 +62,10 @@ pub(crate) fn check(walker: &mut Walker<'_>, node: &Node, items: &[Item<'_>]) {
         }
         match found {
             Some(index) => {
+                if slicing.ordered && index < last_slice {
+                    walker.error(IssueType::Structure, &item.path, format!("{} must list its slices in order: slice {} comes after slice {}", node.element.path, node.slices[index].0, node.slices[last_slice].0));
+                }
+                last_slice = last_slice.max(index);
                 counts[index] += 1;
                 let (name, slice) = &node.slices[index];
                 let before = walker.issues.len();
