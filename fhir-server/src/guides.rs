@@ -19,7 +19,6 @@ use tokio::sync::watch;
 use command_api::state::Guides;
 
 use crate::config::Config;
-use crate::search_params::ApiSearchParameters;
 
 /// The bytes of a package given as a tarball or as a folder holding `package/package.json`.
 pub fn read_package(path: &Path) -> anyhow::Result<Vec<u8>> {
@@ -50,10 +49,9 @@ pub fn load(config: &Config) -> anyhow::Result<Vec<Package>> {
     packages.retain(|installed| !configured.iter().any(|c| c.manifest.name == installed.manifest.name));
     let installed = packages.len();
     packages.extend(configured);
-    // Their FHIR versions; dependencies below.
-    implementation_guide::resolve(&packages, true)?;
     let available: Vec<&implementation_guide::Manifest> = packages.iter().map(|p| &p.manifest).collect();
     for (index, package) in packages.iter().enumerate() {
+        implementation_guide::store::check_fhir_version(&package.manifest).map_err(anyhow::Error::msg)?;
         let missing = implementation_guide::store::missing_dependencies(&package.manifest, &available);
         if index >= installed && !missing.is_empty() && !config.ig.allow_missing_dependencies {
             bail!("{}; install them, or set ig.allow_missing_dependencies", missing.join("; "));
@@ -88,33 +86,46 @@ pub fn conformance(config: &Config, packages: &[Package]) -> anyhow::Result<Conf
 }
 
 /// The custom search parameters in use, from the packages and from the API, installed into
-/// [`fhir_core::search::registry`]; `changed` ticks each time the set in use changes.
+/// [`fhir_core::search::registry`]; `changed` ticks each time the set in use changes. Either
+/// source is replaced under one lock, so concurrent changes (an install, a SearchParameter
+/// written) never install a set that misses the other's.
 pub struct CustomSearchParameters {
-    from_packages: Mutex<Vec<Value>>,
+    /// SearchParameter resources of the packages, and of the API.
+    sources: Mutex<(Vec<Value>, Vec<Value>)>,
     changed: watch::Sender<u64>,
 }
 
 impl CustomSearchParameters {
     pub fn new(from_packages: &Conformance) -> Arc<Self> {
-        Arc::new(CustomSearchParameters { from_packages: Mutex::new(from_packages.search_parameters().to_vec()), changed: watch::channel(0).0 })
+        Arc::new(CustomSearchParameters { sources: Mutex::new((from_packages.search_parameters().to_vec(), Vec::new())), changed: watch::channel(0).0 })
     }
 
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.changed.subscribe()
     }
 
-    pub fn set_packages(&self, conformance: &Conformance) {
-        *self.from_packages.lock().unwrap_or_else(|p| p.into_inner()) = conformance.search_parameters().to_vec();
+    /// Uses the SearchParameters of these packages; returns what [`Self::install`] does.
+    pub fn set_packages(&self, conformance: &Conformance) -> Value {
+        let mut sources = self.sources.lock().unwrap_or_else(|p| p.into_inner());
+        sources.0 = conformance.search_parameters().to_vec();
+        self.install(&sources)
     }
 
-    /// Installs the packages' parameters and the API's `api` ones. A parameter that cannot be
-    /// used is left out with a warning (and named in the result); a set the registry refuses
-    /// as a whole (two parameters with one code on a type) keeps the previous set.
-    pub fn apply(&self, api: &[Value]) -> Value {
+    /// Uses these SearchParameter resources of the API; returns what [`Self::install`] does.
+    pub fn set_api(&self, resources: Vec<Value>) -> Value {
+        let mut sources = self.sources.lock().unwrap_or_else(|p| p.into_inner());
+        sources.1 = resources;
+        self.install(&sources)
+    }
+
+    /// Installs both sources' parameters (the packages' first). A parameter that cannot be used
+    /// is left out with a warning (and named in the result); a set the registry refuses as a
+    /// whole (two parameters with one code on a type) keeps the previous set. Returns the urls
+    /// in use (`active`) and what was left out (`leftOut`).
+    fn install(&self, (from_packages, from_api): &(Vec<Value>, Vec<Value>)) -> Value {
         let mut parameters = Vec::new();
         let mut left_out = Vec::new();
-        let from_packages = self.from_packages.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        for resource in from_packages.iter().chain(api) {
+        for resource in from_packages.iter().chain(from_api) {
             if resource.get("status").and_then(Value::as_str) == Some("retired") {
                 continue;
             }
@@ -146,7 +157,6 @@ pub struct Installer {
     pub config: Config,
     pub guides: Arc<Guides>,
     pub search_parameters: Arc<CustomSearchParameters>,
-    pub api_parameters: Arc<ApiSearchParameters>,
     /// One install at a time.
     pub lock: tokio::sync::Mutex<()>,
 }
@@ -165,9 +175,8 @@ impl command_api::guides::PackageInstaller for Installer {
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| format!("{e:#}"))?;
-        self.search_parameters.set_packages(&conformance);
+        let parameters = self.search_parameters.set_packages(&conformance);
         self.guides.replace(conformance);
-        let parameters = self.search_parameters.apply(&self.api_parameters.resources());
         tracing::info!(package = %installed.manifest.id(), "implementation guide installed");
         Ok(report(&installed, &parameters))
     }
@@ -194,6 +203,6 @@ pub fn report(installed: &implementation_guide::store::Installed, parameters: &V
 /// resources written through the API are not followed there.
 pub fn load_fixed(config: &Config) -> anyhow::Result<Arc<Guides>> {
     let conformance = conformance(config, &load(config)?)?;
-    CustomSearchParameters::new(&conformance).apply(&[]);
+    CustomSearchParameters::new(&conformance).set_api(Vec::new());
     Ok(Arc::new(Guides::new(conformance, config.ig.required_profiles.clone())))
 }

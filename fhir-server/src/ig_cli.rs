@@ -27,7 +27,7 @@ pub async fn install_offline(config: &Config, path: &Path, allow_missing: bool) 
     let conformance = crate::guides::conformance(config, &crate::guides::load(config)?)?;
     let custom = CustomSearchParameters::new(&conformance);
     let api = ApiSearchParameters::open(&config.data_dir, custom.clone())?;
-    let parameters = custom.apply(&api.resources());
+    let parameters = custom.set_api(api.resources());
     print_report(&crate::guides::report(&installed, &parameters));
     if crate::search_params::built_with(&config.data_dir) != crate::search_params::fingerprint() {
         let log = crate::serve::open_log(config)?;

@@ -127,7 +127,7 @@ impl event_log::tail::Projection for ApiSearchParameters {
         state.1 = state.0.checkpoint;
         let resources: Vec<Value> = state.0.resources.values().cloned().collect();
         drop(state);
-        self.custom.apply(&resources);
+        self.custom.set_api(resources);
         Ok(())
     }
 

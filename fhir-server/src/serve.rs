@@ -100,7 +100,7 @@ impl Embedded {
         let conformance = crate::guides::conformance(config, &crate::guides::load(config)?)?;
         let custom = CustomSearchParameters::new(&conformance);
         let api_parameters = ApiSearchParameters::open(&config.data_dir, custom.clone())?;
-        custom.apply(&api_parameters.resources());
+        custom.set_api(api_parameters.resources());
         let search = SearchSlot::open(&config.data_dir, dyn_log.clone(), bulk_load)?;
         let mut guide_tasks = vec![
             tokio::spawn(event_log::tail::run(api_parameters.clone(), dyn_log.clone(), projectors_stopped.clone())),
@@ -123,7 +123,6 @@ impl Embedded {
             config: config.clone(),
             guides: guides.clone(),
             search_parameters: custom,
-            api_parameters,
             lock: tokio::sync::Mutex::new(()),
         }));
         let services = command_api::state::Services { blobs, exports, subscriptions, guides };

@@ -123,7 +123,7 @@ pub fn missing_dependencies(manifest: &Manifest, available: &[&Manifest]) -> Vec
 }
 
 /// Packages for another FHIR version than R4 are refused.
-fn check_fhir_version(manifest: &Manifest) -> Result<(), String> {
+pub fn check_fhir_version(manifest: &Manifest) -> Result<(), String> {
     if manifest.fhir_versions.is_empty() || manifest.fhir_versions.iter().any(|v| v.starts_with("4.0")) {
         return Ok(());
     }
