@@ -76,16 +76,12 @@ impl Guides {
     pub fn required_for(&self, resource_type: &str) -> &[String] {
         self.required.get(resource_type).map(Vec::as_slice).unwrap_or_default()
     }
-
-    /// Every required profile, by type (for the CapabilityStatement).
-    pub fn required(&self) -> &HashMap<String, Vec<String>> {
-        &self.required
-    }
 }
 
 /// Checks a resource about to be written against its profiles: 422 with the issues if it
 /// does not conform. Nothing is cloned unless a profile applies.
-/// An active SearchParameter becomes a search parameter of the server (see the binary's
+///
+/// An active SearchParameter also becomes a search parameter of the server (see the binary's
 /// `search_params`), so it must be one this server can use: 400 with the reason otherwise.
 pub fn check_write(state: &AppState, resource_type: &str, resource: &Resource) -> ApiResult<()> {
     if resource_type == "SearchParameter" && resource.get("status").and_then(Value::as_str) == Some("active") {
