@@ -25,6 +25,9 @@
 //! from `scripts/fetch-examples` into `${FHIR_R4_EXAMPLES:-$HOME/.cache/fhir-r4-examples}`, as
 //! for the other example tests. Missing data fails the test; it never skips it.
 
+#[path = "support/r4_examples.rs"]
+mod r4_examples;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -94,25 +97,8 @@ struct Instance<'a> {
     root: &'a Value,
 }
 
-fn examples_dir() -> PathBuf {
-    let dir = match std::env::var_os("FHIR_R4_EXAMPLES") {
-        Some(dir) => PathBuf::from(dir),
-        None => Path::new(&std::env::var_os("HOME").expect("HOME is set, or FHIR_R4_EXAMPLES"))
-            .join(".cache/fhir-r4-examples"),
-    };
-    if !dir.join(".complete").exists() {
-        let status = Command::new("bash")
-            .arg(script())
-            .env("FHIR_R4_EXAMPLES", &dir)
-            .status()
-            .unwrap_or_else(|e| panic!("cannot run scripts/fetch-examples: {e}"));
-        assert!(status.success(), "scripts/fetch-examples failed: {status}");
-    }
-    dir
-}
-
 fn script() -> PathBuf {
-    Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo")).join("../scripts/fetch-examples")
+    r4_examples::fetch_script()
 }
 
 /// The package tarball: `$FHIR_R4_EXAMPLES_TARBALL`, or downloaded once into the cache.
@@ -237,24 +223,7 @@ fn load_definitions() -> (Vec<Definition>, Vec<Constraint>) {
 }
 
 fn load_examples() -> Vec<(String, Value)> {
-    let dir = examples_dir();
-    let mut examples = Vec::new();
-    for entry in std::fs::read_dir(&dir).expect("examples directory") {
-        let path = entry.expect("directory entry").path();
-        if path.extension().and_then(|e| e.to_str()) != Some("json") {
-            continue;
-        }
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
-        if UNREAD.contains(&name.as_str()) {
-            continue;
-        }
-        let json: Value =
-            serde_json::from_slice(&std::fs::read(&path).expect("readable")).unwrap_or_else(|e| panic!("{name}: {e}"));
-        examples.push((name, json));
-    }
-    examples.sort_by(|a, b| a.0.cmp(&b.0));
-    assert_eq!(examples.len() + UNREAD.len(), 719, "the R4 examples in {}", dir.display());
-    examples
+    r4_examples::load(UNREAD)
 }
 
 /// The resource and the resources within it: contained ones (with it as their root) and any

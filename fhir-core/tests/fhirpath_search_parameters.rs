@@ -5,9 +5,10 @@
 //! The examples come from `scripts/fetch-examples` (run here if they are missing) into
 //! `${FHIR_R4_EXAMPLES:-$HOME/.cache/fhir-r4-examples}`.
 
+#[path = "support/r4_examples.rs"]
+mod r4_examples;
+
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Instant;
 
@@ -15,45 +16,11 @@ use fhir_core::definitions::{r4, SearchParamType, SearchParameter};
 use fhir_core::fhirpath::{compile, Expression, Item};
 use serde_json::Value;
 
-fn examples_dir() -> PathBuf {
-    let dir = match std::env::var_os("FHIR_R4_EXAMPLES") {
-        Some(dir) => PathBuf::from(dir),
-        None => {
-            let home = std::env::var_os("HOME").expect("HOME is set, or FHIR_R4_EXAMPLES");
-            Path::new(&home).join(".cache/fhir-r4-examples")
-        }
-    };
-    if !dir.join(".complete").exists() {
-        let script = Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo")).join("../scripts/fetch-examples");
-        let status = Command::new(&script)
-            .env("FHIR_R4_EXAMPLES", &dir)
-            .status()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-        assert!(status.success(), "scripts/fetch-examples failed: {status}");
-    }
-    dir
-}
 
 /// The examples by file name, parsed once per test binary.
 fn examples() -> &'static Vec<(String, Value)> {
     static EXAMPLES: OnceLock<Vec<(String, Value)>> = OnceLock::new();
-    EXAMPLES.get_or_init(|| {
-        let dir = examples_dir();
-        let mut examples = Vec::new();
-        for entry in std::fs::read_dir(&dir).expect("examples directory") {
-            let path = entry.expect("directory entry").path();
-            if path.extension().and_then(|e| e.to_str()) != Some("json") {
-                continue;
-            }
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
-            let text = std::fs::read_to_string(&path).expect("readable example");
-            let json: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
-            examples.push((name, json));
-        }
-        examples.sort_by(|a, b| a.0.cmp(&b.0));
-        assert!(examples.len() >= 700, "expected the 719 R4 examples in {}, found {}", dir.display(), examples.len());
-        examples
-    })
+    EXAMPLES.get_or_init(|| r4_examples::load(&[]))
 }
 
 fn example(name: &str) -> &'static Value {
