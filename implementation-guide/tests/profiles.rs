@@ -121,6 +121,16 @@ fn invariant() {
     assert_error(&found, "invariant tbp-1 failed");
 }
 
+#[test]
+fn invariant_of_a_slice_holds_for_its_values_only() {
+    let conformance = conformance();
+    // tbp-2 (below 300) is on the systolic slice: a diastolic of 300 is not its business.
+    assert_eq!(errors(&conformance, &blood_pressure(310.0, 300.0), &bp_url()), vec![
+        "slice systolic: invariant tbp-2 failed: A systolic pressure is below 300 mmHg (profile http://fhir-server.dev/ig/test/StructureDefinition/test-blood-pressure) @ Observation.component[0]".to_string()
+    ]);
+    assert_eq!(errors(&conformance, &blood_pressure(299.0, 290.0), &bp_url()), Vec::<String>::new());
+}
+
 fn patient() -> Value {
     json!({
         "resourceType": "Patient",

@@ -99,7 +99,7 @@ impl Node {
         entry(&mut self.slices, name)
     }
 
-    /// Every node of the tree that is not inside a slice, with its element path.
+    /// This node and every node below it that is not inside one of their slices.
     pub fn unsliced(&self) -> Vec<&Node> {
         let mut nodes = vec![self];
         let mut index = 0;
@@ -208,7 +208,7 @@ fn read_element(element: &Map<String, Value>, type_name: &str, from_snapshot: bo
             .into_iter()
             .flatten()
             .filter(|c| !c.get("source").and_then(Value::as_str).is_some_and(|source| source.starts_with(CORE_PREFIX)))
-            .filter_map(|c| constraint(c, &path))
+            .filter_map(|c| constraint(c, &invariant_path(element, &path)))
             .collect(),
         slicing: element.get("slicing").map(slicing),
         path,
@@ -244,6 +244,19 @@ fn required_binding(element: &Map<String, Value>, type_name: &str, path: &str, f
         }
     }
     Some(value_set)
+}
+
+/// The path an element's invariants are compiled for: the element path, or inside a slice the
+/// path below the innermost slice, under a first step `Slice` (the invariant is then evaluated
+/// on each value placed in that slice, see `invariants::evaluate_in_slice`).
+fn invariant_path(element: &Map<String, Value>, path: &str) -> String {
+    let id = element.get("id").and_then(Value::as_str).unwrap_or(path);
+    let id_steps: Vec<&str> = id.split('.').collect();
+    let path_steps: Vec<&str> = path.split('.').collect();
+    match id_steps.iter().rposition(|step| step.contains(':')) {
+        Some(slice) if id_steps.len() == path_steps.len() => std::iter::once("Slice").chain(path_steps[slice + 1..].iter().copied()).collect::<Vec<_>>().join("."),
+        _ => path.to_string(),
+    }
 }
 
 fn constraint(value: &Value, path: &str) -> Option<Constraint> {

@@ -21,6 +21,7 @@ use serde_json::Value;
 use fhir_core::{Issue, IssueType};
 
 use super::model::{Discriminator, Node, Slicing};
+use super::invariants;
 use super::validate::{matches_pattern, same_type, validate, Item, Walker};
 
 pub(crate) fn check(walker: &mut Walker<'_>, node: &Node, items: &[Item<'_>]) {
@@ -70,6 +71,7 @@ pub(crate) fn check(walker: &mut Walker<'_>, node: &Node, items: &[Item<'_>]) {
                 let (name, slice) = &node.slices[index];
                 let before = walker.issues.len();
                 walker.check_item(slice, item);
+                invariants::evaluate_in_slice(walker, slice, item);
                 for issue in &mut walker.issues[before..] {
                     issue.diagnostics = format!("slice {name}: {}", issue.diagnostics);
                 }

@@ -29,17 +29,20 @@ pub(crate) struct Item<'v> {
 pub(crate) struct Walker<'c> {
     pub conformance: &'c Conformance,
     pub profile: &'c Profile,
+    /// What is validated (a resource, or a datatype value), and its location.
+    pub root: &'c Value,
+    pub root_path: &'c str,
     pub depth: usize,
     pub issues: Vec<Issue>,
 }
 
 /// Validates `value` (a resource, or a datatype for profiles on datatypes) against `profile`,
 /// following its base profile when it was given as a differential.
-pub(crate) fn validate(conformance: &Conformance, profile: &Profile, value: &Value, path: &str, depth: usize) -> Vec<Issue> {
+pub(crate) fn validate<'c>(conformance: &'c Conformance, profile: &'c Profile, value: &'c Value, path: &'c str, depth: usize) -> Vec<Issue> {
     if depth > MAX_PROFILE_DEPTH {
         return vec![Issue::error(IssueType::TooCostly, format!("profiles nest more than {MAX_PROFILE_DEPTH} deep at {}", profile.url)).at(path)];
     }
-    let mut walker = Walker { conformance, profile, depth, issues: Vec::new() };
+    let mut walker = Walker { conformance, profile, root: value, root_path: path, depth, issues: Vec::new() };
     if profile.is_resource && value.get("resourceType").and_then(Value::as_str) != Some(profile.type_name.as_str()) {
         walker.error(IssueType::Invalid, path, format!("is not a {}", profile.type_name));
         return walker.issues;
