@@ -150,7 +150,7 @@ impl Conformance {
             return vec![Issue::error(IssueType::NotFound, format!("the profile {} is not known to this server", canonical(profile_url)))];
         };
         let root = resource.get("resourceType").and_then(Value::as_str).unwrap_or(&profile.type_name).to_string();
-        profile::validate(self, profile, resource, &root, 0)
+        profile::validate(profile::Scope::new(self), profile, resource, &root)
     }
 
     /// Validates a resource against the loaded profiles it claims in `meta.profile` and the

@@ -87,6 +87,14 @@ fn ips_examples_conform_and_broken_ones_do_not() {
         }
     }
     assert!(errors(&conformance, &bundle).iter().any(|e| e.contains("slice composition of Bundle.entry needs at least 1")), "{:?}", errors(&conformance, &bundle));
+    // Section entries are sliced by the profile of what they refer to: found in the document,
+    // a lone Composition's references cannot be followed (a warning says so).
+    let unplaced = |resource: &Value| {
+        let issues = conformance.validate_claimed(resource, &[]);
+        issues.iter().any(|i| i.diagnostics.contains("some values of Composition.section.entry could not be placed"))
+    };
+    assert!(unplaced(&example("Composition-composition-minimal.json")));
+    assert!(!unplaced(&example("Bundle-bundle-minimal.json")));
     // A required binding to a ValueSet of the guide: the code of an estimated delivery date.
     let mut edd = example("Observation-pregnancy-edd-example.json");
     edd["code"] = json!({"coding": [{"system": "http://loinc.org", "code": "8302-2"}]});

@@ -7,4 +7,4 @@ mod slicing;
 mod validate;
 
 pub use model::Profile;
-pub(crate) use validate::validate;
+pub(crate) use validate::{validate, Scope};

@@ -60,6 +60,8 @@ pub struct Element {
 pub struct TypeRef {
     pub code: String,
     pub profiles: Vec<String>,
+    /// For references: the profiles (or types) of what they may point to.
+    pub target_profiles: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -224,8 +226,8 @@ fn parse_max(max: &str) -> Option<Max> {
 
 fn type_ref(value: &Value) -> Option<TypeRef> {
     let code = value.get("code")?.as_str()?.to_string();
-    let profiles = value.get("profile").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).map(String::from).collect();
-    Some(TypeRef { code, profiles })
+    let urls = |key: &str| value.get(key).and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).map(String::from).collect();
+    Some(TypeRef { code, profiles: urls("profile"), target_profiles: urls("targetProfile") })
 }
 
 /// The ValueSet of a required binding, unless a snapshot only repeats the R4 element's own.

@@ -10,8 +10,11 @@
 //! - `type`: the value's type (a choice suffix, or a resource's `resourceType`) is the slice's.
 //! - `profile`: the value conforms to the profile the slice's type names.
 //!
-//! A discriminator this cannot evaluate (`resolve()` and other functions in the path, a profile
-//! that is not loaded, an unknown discriminator type) leaves the value unplaced with a warning,
+//! `resolve()` at the end of a path (`type` and `profile` discriminators on what a Reference
+//! points to) finds the resource in the Bundle being validated (by `fullUrl`, or `Type/id`).
+//!
+//! A discriminator this cannot evaluate (a reference outside the Bundle, other functions in the
+//! path, a profile that is not loaded, an unknown type) leaves the value unplaced with a warning,
 //! and the minimum of the slices it might be in is not judged: no value is judged by a guess.
 //! Without a `slicing` (a differential slicing the base's slices), extensions are sliced by url.
 //! With `ordered`, the values placed in slices must come in the slices' order.
@@ -103,10 +106,11 @@ fn is_extension_slice(slice: &Node) -> bool {
 
 /// Whether `item` meets one discriminator of `slice`; `None` when that cannot be told.
 fn meets(walker: &Walker<'_>, slice: &Node, discriminator: &Discriminator, item: &Item<'_>) -> Option<bool> {
-    let segments: Vec<&str> = match discriminator.path.as_str() {
-        "$this" => Vec::new(),
-        path => path.strip_prefix("$this.").unwrap_or(path).split('.').collect(),
-    };
+    let path = discriminator.path.strip_prefix("$this").map(|rest| rest.trim_start_matches('.')).unwrap_or(&discriminator.path);
+    if let Some(before) = path.strip_suffix("resolve()") {
+        return meets_resolved(walker, slice, discriminator, item, &steps(before.trim_end_matches('.')));
+    }
+    let segments = steps(path);
     if segments.iter().any(|s| s.contains(['(', ')', ':'])) {
         return None;
     }
@@ -125,7 +129,7 @@ fn meets(walker: &Walker<'_>, slice: &Node, discriminator: &Discriminator, item:
                 return Some(values.iter().any(|v| v.as_str().is_some_and(|url| urls.contains(&url))));
             }
             let value_set = target.and_then(|t| t.element.required_value_set.as_deref())?;
-            Some(values.iter().any(|v| walker.conformance.value_in(value_set, v) == Some(true)))
+            Some(values.iter().any(|v| walker.scope.conformance.value_in(value_set, v) == Some(true)))
         }
         "exists" => {
             let target = target?;
@@ -147,11 +151,62 @@ fn meets(walker: &Walker<'_>, slice: &Node, discriminator: &Discriminator, item:
             if urls.is_empty() {
                 return Some(true);
             }
-            let profiles: Vec<_> = urls.iter().map(|url| walker.conformance.profile(url)).collect::<Option<Vec<_>>>()?;
-            Some(values.iter().any(|v| profiles.iter().any(|p| !validate(walker.conformance, p, v, &item.path, walker.depth + 1).iter().any(Issue::is_error))))
+            conforms(walker, &urls, &values, &item.path)
         }
         _ => None,
     }
+}
+
+/// The steps of a discriminator path (none for the value itself).
+fn steps(path: &str) -> Vec<&str> {
+    match path {
+        "" => Vec::new(),
+        path => path.split('.').collect(),
+    }
+}
+
+/// Whether some of `values` conforms to one of the profiles `urls` names; `None` when one is not
+/// loaded.
+fn conforms(walker: &Walker<'_>, urls: &[&String], values: &[&Value], path: &str) -> Option<bool> {
+    let profiles: Vec<_> = urls.iter().map(|url| walker.scope.conformance.profile(url)).collect::<Option<Vec<_>>>()?;
+    Some(values.iter().any(|v| profiles.iter().any(|p| !validate(walker.scope.deeper(), p, v, path).iter().any(Issue::is_error))))
+}
+
+/// A `type` or `profile` discriminator on what the references at `before` point to, found in
+/// the Bundle being validated; `None` when one cannot be found there.
+fn meets_resolved(walker: &Walker<'_>, slice: &Node, discriminator: &Discriminator, item: &Item<'_>, before: &[&str]) -> Option<bool> {
+    let target = descend(slice, before)?;
+    let resolved: Vec<&Value> = values_at(item.value, before).into_iter().map(|reference| resolve(walker.scope.bundle, reference)).collect::<Option<_>>()?;
+    let urls: Vec<&String> = target.element.types.iter().flat_map(|t| &t.target_profiles).collect();
+    if urls.is_empty() {
+        return Some(true);
+    }
+    match discriminator.kind.as_str() {
+        "type" => {
+            let types: Vec<String> = urls.iter().filter_map(|url| walker.scope.conformance.profile(url).map(|p| p.type_name.clone()).or_else(|| core_type(url))).collect();
+            Some(resolved.iter().any(|r| resource_type(r).is_some_and(|t| types.contains(&t))))
+        }
+        "profile" => conforms(walker, &urls, &resolved, &item.path),
+        _ => None,
+    }
+}
+
+/// The type an R4 StructureDefinition URL names (`.../StructureDefinition/Patient`).
+fn core_type(url: &str) -> Option<String> {
+    url.strip_prefix("http://hl7.org/fhir/StructureDefinition/").filter(|t| fhir_core::r4().is_resource_type(t)).map(String::from)
+}
+
+/// The entry resource of `bundle` a Reference points to: by `fullUrl`, or for a relative
+/// `Type/id` by the entry's type and id.
+fn resolve<'b>(bundle: Option<&'b Value>, reference: &Value) -> Option<&'b Value> {
+    let reference = reference.get("reference")?.as_str()?;
+    let relative = reference.split_once('/').filter(|_| !reference.contains(':'));
+    bundle?.get("entry")?.as_array()?.iter().find_map(|entry| {
+        let resource = entry.get("resource")?;
+        let by_url = entry.get("fullUrl").and_then(Value::as_str) == Some(reference);
+        let by_id = relative.is_some_and(|(kind, id)| resource_type(resource).as_deref() == Some(kind) && resource.get("id").and_then(Value::as_str) == Some(id));
+        (by_url || by_id).then_some(resource)
+    })
 }
 
 fn resource_type(value: &Value) -> Option<String> {

@@ -26,23 +26,47 @@ pub(crate) struct Item<'v> {
     pub path: String,
 }
 
-pub(crate) struct Walker<'c> {
+/// What a validation works within: the loaded packages, the Bundle that references resolve in
+/// (the document or collection being validated, for `resolve()` discriminators), and how deep
+/// profiles have nested.
+#[derive(Clone, Copy)]
+pub(crate) struct Scope<'c> {
     pub conformance: &'c Conformance,
+    pub bundle: Option<&'c Value>,
+    pub depth: usize,
+}
+
+impl<'c> Scope<'c> {
+    pub fn new(conformance: &'c Conformance) -> Self {
+        Scope { conformance, bundle: None, depth: 0 }
+    }
+
+    pub fn deeper(self) -> Self {
+        Scope { depth: self.depth + 1, ..self }
+    }
+}
+
+pub(crate) struct Walker<'c> {
+    pub scope: Scope<'c>,
     pub profile: &'c Profile,
     /// What is validated (a resource, or a datatype value), and its location.
     pub root: &'c Value,
     pub root_path: &'c str,
-    pub depth: usize,
     pub issues: Vec<Issue>,
 }
 
 /// Validates `value` (a resource, or a datatype for profiles on datatypes) against `profile`,
 /// following its base profile when it was given as a differential.
-pub(crate) fn validate<'c>(conformance: &'c Conformance, profile: &'c Profile, value: &'c Value, path: &'c str, depth: usize) -> Vec<Issue> {
-    if depth > MAX_PROFILE_DEPTH {
+pub(crate) fn validate<'c>(scope: Scope<'c>, profile: &'c Profile, value: &'c Value, path: &'c str) -> Vec<Issue> {
+    if scope.depth > MAX_PROFILE_DEPTH {
         return vec![Issue::error(IssueType::TooCostly, format!("profiles nest more than {MAX_PROFILE_DEPTH} deep at {}", profile.url)).at(path)];
     }
-    let mut walker = Walker { conformance, profile, root: value, root_path: path, depth, issues: Vec::new() };
+    let bundle = match value.get("resourceType").and_then(Value::as_str) {
+        Some("Bundle") => Some(value),
+        _ => scope.bundle,
+    };
+    let scope = Scope { bundle, ..scope };
+    let mut walker = Walker { scope, profile, root: value, root_path: path, issues: Vec::new() };
     if profile.is_resource && value.get("resourceType").and_then(Value::as_str) != Some(profile.type_name.as_str()) {
         walker.error(IssueType::Invalid, path, format!("is not a {}", profile.type_name));
         return walker.issues;
@@ -53,8 +77,8 @@ pub(crate) fn validate<'c>(conformance: &'c Conformance, profile: &'c Profile, v
         walker.issues.extend(invariants::evaluate(profile, value));
     }
     if !profile.from_snapshot {
-        if let Some(base) = profile.base_definition.as_deref().and_then(|url| conformance.profile(url)) {
-            walker.issues.extend(validate(conformance, base, value, path, depth + 1));
+        if let Some(base) = profile.base_definition.as_deref().and_then(|url| scope.conformance.profile(url)) {
+            walker.issues.extend(validate(scope.deeper(), base, value, path));
         }
     }
     walker.issues
@@ -106,7 +130,7 @@ impl Walker<'_> {
             }
         }
         if let Some(value_set) = &element.required_value_set {
-            if self.conformance.value_in(value_set, item.value) == Some(false) {
+            if self.scope.conformance.value_in(value_set, item.value) == Some(false) {
                 self.error(IssueType::CodeInvalid, &item.path, format!("{} has a code outside the required value set {value_set}", element.path));
             }
         }
@@ -122,14 +146,14 @@ impl Walker<'_> {
     /// profile) must conform to one of them.
     fn check_type_profile(&mut self, node: &Node, item: &Item<'_>) {
         let [only] = node.element.types.as_slice() else { return };
-        let loaded: Vec<&Profile> = only.profiles.iter().filter_map(|url| self.conformance.profile(url)).filter(|p| !std::ptr::eq(*p, self.profile)).collect();
+        let loaded: Vec<&Profile> = only.profiles.iter().filter_map(|url| self.scope.conformance.profile(url)).filter(|p| !std::ptr::eq(*p, self.profile)).collect();
         if loaded.is_empty() || only.profiles.len() != loaded.len() {
             return;
         }
-        let results: Vec<Vec<Issue>> = loaded.iter().map(|profile| validate(self.conformance, profile, item.value, &item.path, self.depth + 1)).collect();
-        if !results.iter().any(|issues| !issues.iter().any(Issue::is_error)) {
-            self.issues.extend(results.into_iter().next().unwrap_or_default());
-        }
+        // The issues of the first profile it conforms to (warnings only), else of the first.
+        let mut results: Vec<Vec<Issue>> = loaded.iter().map(|profile| validate(self.scope.deeper(), profile, item.value, &item.path)).collect();
+        let chosen = results.iter().position(|issues| !issues.iter().any(Issue::is_error)).unwrap_or(0);
+        self.issues.append(&mut results[chosen]);
     }
 }
 
