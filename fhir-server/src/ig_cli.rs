@@ -6,13 +6,14 @@
 //!   rebuilds its search index by replay if the package adds search parameters (searches go on
 //!   meanwhile; `GET [base]/$reindex` shows the progress).
 //! - `ig install PATH` without `--server`: installs into the data directory of a stopped server,
-//!   rebuilding the search index there and then if needed.
+//!   rebuilding the search index there and then if needed; `ig remove NAME` removes one (not
+//!   while another installed package needs it).
 
 use std::path::Path;
 
 use anyhow::{bail, Context};
 use implementation_guide::PackageStore;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::config::Config;
 use crate::guides::{CustomSearchParameters, read_package};
@@ -24,17 +25,8 @@ pub async fn install_offline(config: &Config, path: &Path, allow_missing: bool) 
     let tarball = read_package(path)?;
     let store = PackageStore::new(&config.data_dir);
     let (_, installed) = store.install(&tarball, allow_missing, &crate::guides::configured(config)?)?;
-    let conformance = crate::guides::conformance(config, &crate::guides::load(config)?)?;
-    let custom = CustomSearchParameters::new(&conformance);
-    let api = ApiSearchParameters::open(&config.data_dir, custom.clone())?;
-    let parameters = custom.set_api(api.resources());
-    print_report(&crate::guides::report(&installed, &parameters));
-    if crate::search_params::built_with(&config.data_dir) != crate::search_params::fingerprint() {
-        let log = crate::serve::open_log(config)?;
-        crate::search_slot::reindex_offline(&config.data_dir, log.clone()).await?;
-        log.close().await;
-    }
-    Ok(true)
+    print_report(&crate::guides::report(&installed, &json!({})));
+    refresh_offline(config).await
 }
 
 /// Installs into a running server.
@@ -58,6 +50,36 @@ pub async fn install_remote(base: &str, path: &Path, allow_missing: bool) -> any
         // The server rebuilds its index when the parameters changed; show it to the end.
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         return crate::reindex_client::follow(base).await;
+    }
+    Ok(true)
+}
+
+/// Removes an installed package from the data directory of a stopped server, rebuilding the
+/// search index if its search parameters were in use.
+pub async fn remove_offline(config: &Config, name: &str) -> anyhow::Result<bool> {
+    let _lock = crate::serve::lock_data_dir(config)?;
+    let removed = PackageStore::new(&config.data_dir).remove(name)?;
+    println!("removed: {}", removed.id());
+    refresh_offline(config).await
+}
+
+/// Makes the search parameters of the packages now installed current, rebuilding the index if
+/// they changed (the data directory is locked by the caller).
+async fn refresh_offline(config: &Config) -> anyhow::Result<bool> {
+    let conformance = crate::guides::conformance(config, &crate::guides::load(config)?)?;
+    let custom = CustomSearchParameters::new(&conformance);
+    let api = ApiSearchParameters::open(&config.data_dir, custom.clone())?;
+    let parameters = custom.set_api(api.resources());
+    for url in parameters["active"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+        println!("searchParameter: {url}");
+    }
+    for why in parameters["leftOut"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+        println!("searchParameterLeftOut: {why}");
+    }
+    if crate::search_params::built_with(&config.data_dir) != crate::search_params::fingerprint() {
+        let log = crate::serve::open_log(config)?;
+        crate::search_slot::reindex_offline(&config.data_dir, log.clone()).await?;
+        log.close().await;
     }
     Ok(true)
 }

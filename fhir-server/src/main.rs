@@ -92,6 +92,9 @@ enum IgCommand {
         #[arg(long)]
         allow_missing_dependencies: bool,
     },
+    /// Remove an installed package from the data directory of a stopped server (not while
+    /// another installed package depends on it).
+    Remove { name: String },
     /// List the packages installed in the data directory.
     List,
 }
@@ -156,6 +159,7 @@ fn main() -> ExitCode {
             Command::Reindex { server: Some(base) } => fhir_server::reindex_client::run(&base).await,
             Command::Ig { command: IgCommand::Install { path, server: Some(base), allow_missing_dependencies } } => fhir_server::ig_cli::install_remote(&base, &path, allow_missing_dependencies).await,
             Command::Ig { command: IgCommand::Install { path, server: None, allow_missing_dependencies } } => fhir_server::ig_cli::install_offline(&config, &path, allow_missing_dependencies).await,
+            Command::Ig { command: IgCommand::Remove { name } } => fhir_server::ig_cli::remove_offline(&config, &name).await,
             Command::Ig { command: IgCommand::List } => fhir_server::ig_cli::list(&config),
             Command::Import { paths, server, concurrency, tenant } => {
                 fhir_server::import::run(&config, fhir_server::import::Options { paths, server, concurrency, tenant }).await

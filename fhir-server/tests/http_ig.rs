@@ -241,8 +241,19 @@ async fn configured_packages_with_a_required_profile_and_offline_install() {
     // Offline install of the dependent package into the stopped server's data directory.
     config.ig.required_profiles.clear();
     assert!(fhir_server::ig_cli::install_offline(&config, &package_dir("fhir-server.test.clinic"), false).await.unwrap());
-    let installed = implementation_guide::PackageStore::new(&config.data_dir).load().unwrap();
+    let store = implementation_guide::PackageStore::new(&config.data_dir);
+    let installed = store.load().unwrap();
     assert_eq!(installed.iter().map(|p| p.manifest.id()).collect::<Vec<_>>(), vec!["fhir-server.test.clinic#0.2.0"]);
+
+    // Installed offline with its search parameters, then removed: the index is rebuilt each time.
+    config.ig.packages.clear();
+    assert!(fhir_server::ig_cli::install_offline(&config, &package_dir("fhir-server.test.vitals"), false).await.unwrap());
+    assert!(fhir_server::search_params::built_with(&config.data_dir).contains("patient-eye-colour"));
+    assert!(fhir_server::ig_cli::remove_offline(&config, "fhir-server.test.vitals").await.is_err(), "the clinic package needs it");
+    assert!(fhir_server::ig_cli::remove_offline(&config, "fhir-server.test.clinic").await.unwrap());
+    assert!(fhir_server::ig_cli::remove_offline(&config, "fhir-server.test.vitals").await.unwrap());
+    assert_eq!(fhir_server::search_params::built_with(&config.data_dir), "");
+    assert!(store.load().unwrap().is_empty());
     drop(data);
 }
 

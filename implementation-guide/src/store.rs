@@ -2,6 +2,7 @@
 //! resolution of dependencies between packages.
 //!
 //! One version of a package is installed at a time: installing another version replaces it.
+//! A package another installed package depends on is not removed.
 //! A dependency is met by an installed (or configured) package of that name whose version
 //! satisfies the wanted one (see [`crate::package::version_satisfies`]). `hl7.fhir.r4.core`
 //! 4.0.x is built into the server and always met. A missing dependency is an error, unless the
@@ -94,6 +95,26 @@ impl PackageStore {
             }
         }
         Ok((package, Installed { manifest, replaced, missing }))
+    }
+
+    /// Removes the installed package `name`, unless another installed package needs it.
+    /// Returns what was removed.
+    pub fn remove(&self, name: &str) -> Result<Manifest, StoreError> {
+        let installed = self.load()?;
+        let removed = installed.iter().find(|p| p.manifest.name == name).map(|p| p.manifest.clone()).ok_or_else(|| StoreError::Unresolved(vec![format!("{name} is not installed")]))?;
+        let rest: Vec<&Manifest> = installed.iter().map(|p| &p.manifest).filter(|m| m.name != name).collect();
+        let needed: Vec<String> = installed
+            .iter()
+            .filter(|p| p.manifest.name != name && p.manifest.dependencies.contains_key(name))
+            .filter(|p| missing_dependencies(&p.manifest, &rest).iter().any(|why| why.contains(&format!(" needs {name}#"))))
+            .map(|p| format!("{} needs {}", p.manifest.id(), removed.id()))
+            .collect();
+        if !needed.is_empty() {
+            return Err(StoreError::Unresolved(needed));
+        }
+        let file = self.dir.join(format!("{}.tgz", file_stem(&removed)));
+        std::fs::remove_file(&file).map_err(|e| StoreError::Io(file.display().to_string(), e))?;
+        Ok(removed)
     }
 }
 

@@ -223,4 +223,12 @@ fn dependencies_are_resolved_from_what_is_installed() {
     assert_eq!(loaded.len(), 2);
     assert!(resolve(&loaded, false).unwrap().is_empty());
     assert!(resolve(&loaded[..1], false).is_err());
+
+    // Not removed while needed; removed in the other order.
+    let refused = store.remove("fhir-server.test.vitals").unwrap_err().to_string();
+    assert!(refused.contains("fhir-server.test.clinic#0.2.0 needs fhir-server.test.vitals#1.0.0"), "{refused}");
+    assert_eq!(store.remove("fhir-server.test.clinic").unwrap().id(), "fhir-server.test.clinic#0.2.0");
+    store.remove("fhir-server.test.vitals").unwrap();
+    assert!(store.load().unwrap().is_empty());
+    assert!(store.remove("fhir-server.test.vitals").unwrap_err().to_string().contains("is not installed"));
 }
