@@ -1,4 +1,4 @@
-//! `fhir-server reindex --server URL`: asks a running server to rebuild its search index and
+//! `fhir-server reindex --server URL` (bearer token from `FHIR_SERVER_TOKEN`): asks a running server to rebuild its search index and
 //! shows the progress until the new index is swapped in; [`follow`] shows a rebuild the server
 //! started itself (after an Implementation Guide added search parameters).
 
@@ -16,10 +16,18 @@ fn parameter(status: &Value, name: &str) -> String {
         .unwrap_or_default()
 }
 
+/// A request with the bearer token of `FHIR_SERVER_TOKEN`, if set.
+fn authorized(request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+    match std::env::var("FHIR_SERVER_TOKEN") {
+        Ok(token) => request.bearer_auth(token),
+        Err(_) => request,
+    }
+}
+
 pub async fn run(base: &str) -> anyhow::Result<bool> {
     let url = format!("{}/$reindex", base.trim_end_matches('/'));
     let client = reqwest::Client::new();
-    let started = client.post(&url).send().await.with_context(|| format!("cannot reach {url}"))?;
+    let started = authorized(client.post(&url)).send().await.with_context(|| format!("cannot reach {url}"))?;
     if !started.status().is_success() {
         bail!("the server refused the reindex: {}", started.status());
     }
@@ -32,7 +40,11 @@ pub async fn follow(base: &str) -> anyhow::Result<bool> {
     let client = reqwest::Client::new();
     loop {
         tokio::time::sleep(Duration::from_millis(250)).await;
-        let status: Value = client.get(&url).send().await?.json().await?;
+        let response = authorized(client.get(&url)).send().await?;
+        if !response.status().is_success() {
+            bail!("the server refused to show the reindex: {}", response.status());
+        }
+        let status: Value = response.json().await?;
         let (state, position, head) = (parameter(&status, "state"), parameter(&status, "position"), parameter(&status, "head"));
         eprint!("\rreindexing: {position} of {head} events ({state})   ");
         let _ = std::io::stderr().flush();

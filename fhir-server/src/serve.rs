@@ -127,7 +127,7 @@ impl Embedded {
         }));
         let services = command_api::state::Services { blobs, exports, subscriptions, guides };
         let api = command_api::AppState::new(dyn_log, history, Arc::new(IndexedSearch(search.clone())), api_config.clone(), authenticator, audit, services);
-        let router = command_api::router_for(api.clone()).merge(crate::admin::routes(&api_config.base_path, search.clone()));
+        let router = command_api::router_for(api.clone()).merge(crate::admin::routes(&api_config.base_path, api.clone(), search.clone()));
         guide_tasks.extend(notifier);
         Ok(Embedded { _lock: lock, log, search, stop_projectors, history_projector, export_worker, tasks: guide_tasks, api, router })
     }

@@ -276,7 +276,7 @@ async fn packages_are_not_installed_by_one_tenant_for_all() {
 }
 
 #[tokio::test]
-async fn installing_needs_create_on_implementation_guide() {
+async fn installing_needs_create_on_implementation_guide_and_reindexing_on_search_parameter() {
     let _turn = ONE_AT_A_TIME.lock().await;
     let auth = common::tokens::trusted_issuer().await;
     let server = TestServer::start_with(|config| config.auth = auth).await;
@@ -289,6 +289,22 @@ async fn installing_needs_create_on_implementation_guide() {
     assert_eq!(send(json!({"cognito:groups": ["auditor"]})).await.unwrap().status(), 403);
     assert_eq!(send(json!({"scope": "system/Patient.cruds"})).await.unwrap().status(), 403);
     assert_eq!(send(json!({"scope": "system/ImplementationGuide.c"})).await.unwrap().status(), 200);
+
+    // Rebuilding the index (which an install may start) is for those who may add search
+    // parameters, like the install, and not without a token.
+    let reindex = |claims: Option<Value>| {
+        let mut request = server.client.post(server.url("$reindex"));
+        if let Some(claims) = claims {
+            let mut token = json!({"iss": common::tokens::ISSUER, "aud": common::tokens::AUDIENCE, "sub": "admin", "exp": common::tokens::now() + 300});
+            token.as_object_mut().unwrap().extend(claims.as_object().unwrap().clone());
+            request = request.bearer_auth(common::tokens::sign(&token, "rsa-1"));
+        }
+        request.send()
+    };
+    assert_eq!(reindex(None).await.unwrap().status(), 401);
+    assert_eq!(reindex(Some(json!({"scope": "system/ImplementationGuide.c"}))).await.unwrap().status(), 403);
+    let started = reindex(Some(json!({"scope": "system/SearchParameter.c"}))).await.unwrap();
+    assert_eq!(started.status(), 202, "{}", started.text().await.unwrap());
     server.stop().await;
 }
 
