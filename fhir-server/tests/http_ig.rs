@@ -275,16 +275,20 @@ async fn packages_are_not_installed_by_one_tenant_for_all() {
     server.stop().await;
 }
 
+/// A valid token with these claims (and no groups: its scopes alone decide).
+fn signed(claims: Value) -> String {
+    let mut token = json!({"iss": common::tokens::ISSUER, "aud": common::tokens::AUDIENCE, "sub": "admin", "exp": common::tokens::now() + 300});
+    token.as_object_mut().unwrap().extend(claims.as_object().unwrap().clone());
+    common::tokens::sign(&token, "rsa-1")
+}
+
 #[tokio::test]
 async fn installing_needs_create_on_implementation_guide_and_reindexing_on_search_parameter() {
     let _turn = ONE_AT_A_TIME.lock().await;
     let auth = common::tokens::trusted_issuer().await;
     let server = TestServer::start_with(|config| config.auth = auth).await;
     let send = |claims: Value| {
-        let mut token = json!({"iss": common::tokens::ISSUER, "aud": common::tokens::AUDIENCE, "sub": "installer", "exp": common::tokens::now() + 300});
-        token.as_object_mut().unwrap().extend(claims.as_object().unwrap().clone());
-        let token = common::tokens::sign(&token, "rsa-1");
-        server.client.post(server.url("$install-package")).bearer_auth(token).header("content-type", "application/gzip").body(tarball("fhir-server.test.vitals")).send()
+        server.client.post(server.url("$install-package")).bearer_auth(signed(claims)).header("content-type", "application/gzip").body(tarball("fhir-server.test.vitals")).send()
     };
     assert_eq!(send(json!({"cognito:groups": ["auditor"]})).await.unwrap().status(), 403);
     assert_eq!(send(json!({"scope": "system/Patient.cruds"})).await.unwrap().status(), 403);
@@ -295,9 +299,7 @@ async fn installing_needs_create_on_implementation_guide_and_reindexing_on_searc
     let reindex = |claims: Option<Value>| {
         let mut request = server.client.post(server.url("$reindex"));
         if let Some(claims) = claims {
-            let mut token = json!({"iss": common::tokens::ISSUER, "aud": common::tokens::AUDIENCE, "sub": "admin", "exp": common::tokens::now() + 300});
-            token.as_object_mut().unwrap().extend(claims.as_object().unwrap().clone());
-            request = request.bearer_auth(common::tokens::sign(&token, "rsa-1"));
+            request = request.bearer_auth(signed(claims));
         }
         request.send()
     };
