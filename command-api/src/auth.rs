@@ -83,8 +83,16 @@ pub(crate) async fn authenticate(State(state): State<Arc<AppState>>, mut request
             request.extensions_mut().insert(principal);
             next.run(request).await
         }
-        Err(AuthFailure::Unauthenticated(why)) => ApiError::Unauthorized(why).into_response(),
-        Err(AuthFailure::Unavailable(why)) => ApiError::Unavailable(why).into_response(),
+        Err(failure) => ApiError::from(failure).into_response(),
+    }
+}
+
+impl From<AuthFailure> for ApiError {
+    fn from(failure: AuthFailure) -> Self {
+        match failure {
+            AuthFailure::Unauthenticated(why) => ApiError::Unauthorized(why),
+            AuthFailure::Unavailable(why) => ApiError::Unavailable(why),
+        }
     }
 }
 

@@ -14,7 +14,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use command_api::access::Interaction;
-use command_api::auth::AuthFailure;
 use command_api::error::{ApiError, ApiResult};
 use serde_json::json;
 
@@ -36,10 +35,7 @@ fn fhir_json(status: StatusCode, body: serde_json::Value) -> Response {
 
 /// The caller, if it may rebuild the index (progress is shown to the same callers).
 async fn authorize(admin: &Admin, headers: &HeaderMap) -> ApiResult<()> {
-    let principal = admin.api.authenticator.authenticate(headers).await.map_err(|failure| match failure {
-        AuthFailure::Unauthenticated(why) => ApiError::Unauthorized(why),
-        AuthFailure::Unavailable(why) => ApiError::Unavailable(why),
-    })?;
+    let principal = admin.api.authenticator.authenticate(headers).await?;
     principal.require_one(Interaction::Create, "SearchParameter")?;
     // With multi-tenancy, a token of one tenant may not rebuild every tenant's index.
     let of_a_tenant = admin.api.config.multi_tenancy && principal.tenant.as_deref().is_some_and(|tenant| !tenant.is_empty());
