@@ -154,8 +154,8 @@ impl Conformance {
     }
 
     /// Validates a resource against the loaded profiles it claims in `meta.profile` and the
-    /// ones `required` names for its type. Claimed profiles this server does not know are
-    /// not checked (as the specification allows).
+    /// ones `required` names, each once. Claimed profiles this server does not know are not
+    /// checked (as the specification allows); a required one it does not know is an error.
     pub fn validate_claimed(&self, resource: &Value, required: &[String]) -> Vec<Issue> {
         let claimed = resource.pointer("/meta/profile").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str);
         let mut urls: Vec<&str> = claimed.filter(|url| self.profile(url).is_some()).collect();

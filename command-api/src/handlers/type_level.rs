@@ -86,13 +86,11 @@ async fn validate_operation(state: &AppState, resource_type: &str, context: &Req
         )
         .at("resourceType")],
         _ => {
+            // The named profile is checked as a required one: once, even if also claimed.
+            let mut profiles = state.guides.required_for(resource_type).to_vec();
+            profiles.extend(profile);
             let mut issues = fhir_core::validation::validate_resource(&resource);
-            let guides = state.guides.current();
-            issues.extend(guides.validate_claimed(&resource, state.guides.required_for(resource_type)));
-            let claimed = resource.pointer("/meta/profile").and_then(Value::as_array).is_some_and(|claimed| claimed.iter().any(|c| c.as_str() == profile.as_deref()));
-            if let Some(profile) = profile.as_deref().filter(|_| !claimed) {
-                issues.extend(guides.validate(&resource, profile));
-            }
+            issues.extend(state.guides.current().validate_claimed(&resource, &profiles));
             issues
         }
     };
