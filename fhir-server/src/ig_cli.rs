@@ -16,8 +16,7 @@ use implementation_guide::PackageStore;
 use serde_json::{json, Value};
 
 use crate::config::Config;
-use crate::guides::{CustomSearchParameters, read_package};
-use crate::search_params::ApiSearchParameters;
+use crate::guides::read_package;
 
 /// Installs offline: the data directory must not be in use.
 pub async fn install_offline(config: &Config, path: &Path, allow_missing: bool) -> anyhow::Result<bool> {
@@ -67,16 +66,14 @@ pub async fn remove_offline(config: &Config, name: &str) -> anyhow::Result<bool>
 /// they changed (the data directory is locked by the caller).
 async fn refresh_offline(config: &Config) -> anyhow::Result<bool> {
     let conformance = crate::guides::conformance(config, &crate::guides::load(config)?)?;
-    let custom = CustomSearchParameters::new(&conformance);
-    let api = ApiSearchParameters::open(&config.data_dir, custom.clone())?;
-    let parameters = custom.set_api(api.resources());
+    let (_, _, parameters) = crate::search_params::install_at_start(&config.data_dir, &conformance)?;
     for url in parameters["active"].as_array().into_iter().flatten().filter_map(Value::as_str) {
         println!("searchParameter: {url}");
     }
     for why in parameters["leftOut"].as_array().into_iter().flatten().filter_map(Value::as_str) {
         println!("searchParameterLeftOut: {why}");
     }
-    if crate::search_params::built_with(&config.data_dir) != crate::search_params::fingerprint() {
+    if !crate::search_params::index_is_current(&config.data_dir) {
         let log = crate::serve::open_log(config)?;
         crate::search_slot::reindex_offline(&config.data_dir, log.clone()).await?;
         log.close().await;

@@ -48,6 +48,21 @@ pub fn built_with(data_dir: &Path) -> String {
     std::fs::read_to_string(data_dir.join(BUILT_WITH_FILE)).unwrap_or_default()
 }
 
+/// Whether the current index was built with the custom set in use.
+pub fn index_is_current(data_dir: &Path) -> bool {
+    built_with(data_dir) == fingerprint()
+}
+
+/// Installs the custom search parameters of the packages and of the API's SearchParameter
+/// resources (as `search-parameters.json` last had them). Returns both sources, and what the
+/// install reported (see [`CustomSearchParameters::set_api`]).
+pub fn install_at_start(data_dir: &Path, packages: &implementation_guide::Conformance) -> anyhow::Result<(Arc<CustomSearchParameters>, Arc<ApiSearchParameters>, Value)> {
+    let custom = CustomSearchParameters::new(packages);
+    let api = ApiSearchParameters::open(data_dir, custom.clone())?;
+    let installed = custom.set_api(api.resources());
+    Ok((custom, api, installed))
+}
+
 /// Records the fingerprint of the set an index now in use was built with.
 pub fn record_built_with(data_dir: &Path, fingerprint: &str) -> anyhow::Result<()> {
     let temporary = data_dir.join(format!("{BUILT_WITH_FILE}.tmp"));
@@ -148,7 +163,7 @@ pub async fn keep_index_current(slot: Arc<SearchSlot>, data_dir: PathBuf, mut ch
         if *shutdown.borrow() {
             return;
         }
-        if built_with(&data_dir) != fingerprint() {
+        if !index_is_current(&data_dir) {
             if slot.begin_reindex() {
                 tracing::info!("the custom search parameters changed; rebuilding the search index by replay");
                 if let Err(error) = slot.reindex().await {

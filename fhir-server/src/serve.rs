@@ -15,8 +15,7 @@ use tokio::sync::watch;
 use crate::config::{BackendKind, Config, SyncMode};
 use crate::history_index::ProjectedHistory;
 use crate::search_backend::IndexedSearch;
-use crate::guides::{CustomSearchParameters, Installer};
-use crate::search_params::ApiSearchParameters;
+use crate::guides::Installer;
 use crate::search_slot::SearchSlot;
 
 /// File names inside the data directory.
@@ -98,9 +97,7 @@ impl Embedded {
         let dyn_log: Arc<dyn EventLog> = log.clone();
         let history_projector = tokio::spawn(projector_history::run(history.clone(), dyn_log.clone(), projectors_stopped.clone()));
         let conformance = crate::guides::conformance(config, &crate::guides::load(config)?)?;
-        let custom = CustomSearchParameters::new(&conformance);
-        let api_parameters = ApiSearchParameters::open(&config.data_dir, custom.clone())?;
-        custom.set_api(api_parameters.resources());
+        let (custom, api_parameters, _) = crate::search_params::install_at_start(&config.data_dir, &conformance)?;
         let search = SearchSlot::open(&config.data_dir, dyn_log.clone(), bulk_load)?;
         let mut guide_tasks = vec![
             tokio::spawn(event_log::tail::run(api_parameters.clone(), dyn_log.clone(), projectors_stopped.clone())),
