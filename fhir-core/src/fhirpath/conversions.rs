@@ -17,12 +17,37 @@ use super::eval::{invalid, singleton, Collection};
 use super::item::{Item, ItemType, ItemValue, SystemType};
 use super::literals::is_calendar_unit;
 
+/// Whether `function` is one of these: `Some(false)` for `toX()`, `Some(true)` for
+/// `convertsToX()`, which asks whether `toX()` would give a value.
+pub(crate) fn asks_whether(function: Function) -> Option<bool> {
+    match function {
+        Function::ToString
+        | Function::ToInteger
+        | Function::ToDecimal
+        | Function::ToBoolean
+        | Function::ToDate
+        | Function::ToDateTime
+        | Function::ToTime
+        | Function::ToQuantity => Some(false),
+        Function::ConvertsToString
+        | Function::ConvertsToInteger
+        | Function::ConvertsToDecimal
+        | Function::ConvertsToBoolean
+        | Function::ConvertsToDate
+        | Function::ConvertsToDateTime
+        | Function::ConvertsToTime
+        | Function::ConvertsToQuantity => Some(true),
+        _ => None,
+    }
+}
+
 pub(crate) fn call<'a>(
     function: Function,
     input: &[Item<'a>],
     args: &[Collection<'a>],
 ) -> Result<Collection<'a>, FhirPathError> {
     let name = function.name();
+    let asks_whether = asks_whether(function).ok_or_else(|| invalid(name, "not a conversion function"))?;
     let Some(item) = singleton(input, name)? else {
         return Ok(Vec::new());
     };
@@ -54,17 +79,6 @@ pub(crate) fn call<'a>(
             }),
         _ => return Err(invalid(name, "not a conversion function")),
     };
-    let asks_whether = matches!(
-        function,
-        Function::ConvertsToString
-            | Function::ConvertsToInteger
-            | Function::ConvertsToDecimal
-            | Function::ConvertsToBoolean
-            | Function::ConvertsToDate
-            | Function::ConvertsToDateTime
-            | Function::ConvertsToTime
-            | Function::ConvertsToQuantity
-    );
     Ok(match asks_whether {
         true => vec![Item::boolean(converted.is_some())],
         false => converted.into_iter().collect(),

@@ -186,22 +186,7 @@ fn plain<'a>(
             let now = crate::instant::format_instant(crate::instant::now());
             Ok(vec![Item::new(ItemValue::DateTime(now.into()), ItemType::System(SystemType::DateTime))])
         }
-        Function::ToString
-        | Function::ToInteger
-        | Function::ToDecimal
-        | Function::ToBoolean
-        | Function::ToDate
-        | Function::ToDateTime
-        | Function::ToTime
-        | Function::ToQuantity
-        | Function::ConvertsToString
-        | Function::ConvertsToInteger
-        | Function::ConvertsToDecimal
-        | Function::ConvertsToBoolean
-        | Function::ConvertsToDate
-        | Function::ConvertsToDateTime
-        | Function::ConvertsToTime
-        | Function::ConvertsToQuantity => conversions::call(call.function, &input, &args),
+        function if conversions::asks_whether(function).is_some() => conversions::call(function, &input, &args),
         _ => strings::call(call, &input, &args),
     }
 }
